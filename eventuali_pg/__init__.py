@@ -1,0 +1,1 @@
+"""eventuali-pg."""

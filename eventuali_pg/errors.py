@@ -1,0 +1,97 @@
+"""The one error tree of eventuali-pg.
+
+Every error the library raises derives from :class:`EventualiError`. Some also derive from a
+builtin (``ValueError``, ``LookupError``, ``ConnectionError``) so callers can catch them the way
+they would catch the builtin. Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class EventualiError(Exception):
+    """Base class of every error raised by eventuali-pg."""
+
+
+class ConfigurationError(EventualiError, ValueError):
+    """A setting is missing or invalid (DSN, schema name, channel, unknown option)."""
+
+
+class InvalidInputError(EventualiError, ValueError):
+    """An argument was rejected before anything was written."""
+
+
+class SerializationError(InvalidInputError):
+    """An event payload or metadata value cannot be encoded as JSON."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """An encoded event is larger than the store's ``max_payload_bytes``."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class EventTypeConflictError(EventualiError, TypeError):
+    """Two different event classes claim the same event type name."""
+
+
+class MissingHandlerError(EventualiError, AttributeError):
+    """An aggregate has no ``apply_<event_type>`` method for an event it was given."""
+
+
+class ConcurrencyError(EventualiError):
+    """Another writer appended to the aggregate first; nothing was written.
+
+    The aggregate keeps its uncommitted events: reload it, re-run the command, save again.
+    """
+
+    def __init__(
+        self, message: str, *, aggregate_id: str, expected_version: int, actual_version: int
+    ) -> None:
+        super().__init__(message)
+        self.aggregate_id = aggregate_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class DatabaseUnavailableError(EventualiError, ConnectionError):
+    """The PostgreSQL server could not be reached or refused the connection."""
+
+
+class SchemaNotReadyError(EventualiError):
+    """The event store schema is missing or older than this version of the library."""
+
+
+class StoreClosedError(EventualiError):
+    """The store was used after ``close()``."""
+
+
+class SubscriptionError(EventualiError):
+    """Base class of subscription and receiver errors."""
+
+
+class DuplicateSubscriptionError(SubscriptionError, ValueError):
+    """A subscription with this id is already active on the streamer."""
+
+
+class UnknownSubscriptionError(SubscriptionError, LookupError):
+    """No active subscription has this id."""
+
+
+class SubscriptionClosed(SubscriptionError):  # noqa: N818 - the spec's vocabulary
+    """The receiver has ended (unsubscribed, closed, or its store closed)."""
+
+
+class SubscriptionLagged(SubscriptionError):  # noqa: N818 - the spec's vocabulary
+    """A receiver with no store to catch up from fell behind and missed events."""
+
+    def __init__(self, message: str, *, missed: int, last_position: int) -> None:
+        super().__init__(message)
+        self.missed = missed
+        self.last_position = last_position
+
+
+class CheckpointError(EventualiError):
+    """A checkpoint would move backwards without an explicit reset."""

@@ -1,0 +1,108 @@
+"""The one declaration of the event store schema, as SQLAlchemy Core metadata.
+
+Alembic migrations in ``migrations/`` create exactly this; a test compares the two. Runtime SQL
+never goes through SQLAlchemy: it lives in :mod:`eventuali_pg.store.sql` and runs on asyncpg.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from .._identifiers import validate_identifier
+
+DEFAULT_SCHEMA = "eventuali"
+
+#: Alembic revision that this version of the library expects the database to be at.
+SCHEMA_REVISION = "0001_initial"
+
+#: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
+#: alembic setup (``alembic upgrade eventuali_pg@head``).
+BRANCH_LABEL = "eventuali_pg"
+
+#: Name of the alembic version table, kept inside the store's own schema.
+VERSION_TABLE = "alembic_version_eventuali_pg"
+
+
+def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
+    """Return the metadata of every table of the store, placed in PostgreSQL schema ``schema``."""
+    validate_identifier(schema, what="schema name")
+    metadata = MetaData(schema=schema)
+
+    Table(
+        "events",
+        metadata,
+        Column("global_position", BigInteger, nullable=False, autoincrement=False),
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("aggregate_id", Text, nullable=False),
+        Column("aggregate_type", Text, nullable=False),
+        Column("aggregate_version", Integer, nullable=False),
+        Column("event_type", Text, nullable=False),
+        Column("event_version", Integer, nullable=False, server_default=text("1")),
+        Column("payload", JSONB, nullable=False),
+        Column("causation_id", Text, nullable=True),
+        Column("correlation_id", Text, nullable=True),
+        Column("user_id", Text, nullable=True),
+        Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("global_position", name="events_pkey"),
+        UniqueConstraint("event_id", name="events_event_id_key"),
+        UniqueConstraint("aggregate_id", "aggregate_version", name="events_aggregate_version_key"),
+        CheckConstraint("global_position > 0", name="events_global_position_positive"),
+        CheckConstraint("aggregate_version > 0", name="events_aggregate_version_positive"),
+        CheckConstraint("aggregate_id <> ''", name="events_aggregate_id_not_empty"),
+    )
+    Index(
+        "events_aggregate_type_position_idx",
+        metadata.tables[f"{schema}.events"].c.aggregate_type,
+        metadata.tables[f"{schema}.events"].c.global_position,
+    )
+    Index(
+        "events_event_type_position_idx",
+        metadata.tables[f"{schema}.events"].c.event_type,
+        metadata.tables[f"{schema}.events"].c.global_position,
+    )
+
+    # One row, advanced inside every append transaction. Its row lock orders appenders from the
+    # moment they take it until they commit, which is what makes positions commit-ordered.
+    Table(
+        "global_sequence",
+        metadata,
+        Column("id", SmallInteger, nullable=False, autoincrement=False),
+        Column("position", BigInteger, nullable=False, server_default=text("0")),
+        PrimaryKeyConstraint("id", name="global_sequence_pkey"),
+        CheckConstraint("id = 1", name="global_sequence_single_row"),
+        CheckConstraint("position >= 0", name="global_sequence_position_not_negative"),
+    )
+
+    Table(
+        "checkpoints",
+        metadata,
+        Column("subscription_id", Text, nullable=False),
+        Column("position", BigInteger, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("subscription_id", name="checkpoints_pkey"),
+        CheckConstraint("position >= 0", name="checkpoints_position_not_negative"),
+    )
+    return metadata
+
+
+def table_names(schema: str = DEFAULT_SCHEMA) -> list[str]:
+    """Qualified names of the store's tables, in dependency order."""
+    return [table.fullname for table in build_metadata(schema).sorted_tables]
