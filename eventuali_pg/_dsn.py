@@ -1,0 +1,67 @@
+"""Finding the database URL and describing it in error messages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import ConfigurationError
+
+DSN_ENVIRONMENT_VARIABLES = ("EVENTUALI_PG_DSN", "DATABASE_URL")
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """The given DSN, else ``EVENTUALI_PG_DSN``, else ``DATABASE_URL``; raise if none is set."""
+    if dsn is not None:
+        if not isinstance(dsn, str) or not dsn.strip():
+            raise ConfigurationError(
+                "dsn must be a non-empty PostgreSQL URL such as "
+                "'postgresql://user:password@localhost:5432/dbname'"
+            )
+        return dsn
+    for name in DSN_ENVIRONMENT_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    raise ConfigurationError(
+        "no database given: pass a DSN such as 'postgresql://user:password@localhost:5432/dbname', "
+        "or set EVENTUALI_PG_DSN (or DATABASE_URL)"
+    )
+
+
+@dataclass(frozen=True)
+class DsnTarget:
+    """Where a DSN points, for messages (never includes the password)."""
+
+    host: str
+    port: int
+    database: str
+
+    def __str__(self) -> str:
+        return f"host {self.host!r}, port {self.port}, database {self.database!r}"
+
+
+def describe_dsn(dsn: str) -> DsnTarget:
+    """Host, port and database a DSN points at, with libpq's defaults filled in."""
+    parts = urlsplit(dsn)
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    host = query.get("host") or unquote(parts.hostname or "") or "localhost"
+    try:
+        port = int(query.get("port") or parts.port or 5432)
+    except ValueError:
+        port = 5432
+    user = unquote(parts.username or "") or query.get("user") or ""
+    database = unquote(parts.path.lstrip("/")) or query.get("dbname") or user or "postgres"
+    return DsnTarget(host=host, port=port, database=database)
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """``dsn`` with the asyncpg driver named, as SQLAlchemy wants it."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        raise ConfigurationError(f"not a PostgreSQL URL: {dsn!r}")
+    base = scheme.split("+", 1)[0]
+    if base not in {"postgresql", "postgres"}:
+        raise ConfigurationError(f"not a PostgreSQL URL (scheme {scheme!r}): use postgresql://...")
+    return f"postgresql+asyncpg://{rest}"

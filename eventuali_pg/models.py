@@ -1,0 +1,238 @@
+"""Events and aggregates: the domain model applications write against.
+
+Events are pydantic v2 models. A subclass declares its payload as ordinary fields and registers
+itself under its event type (the class name unless it passes ``event_type=...``)::
+
+    class UserRegistered(Event):
+        name: str
+        email: str
+
+Aggregates rebuild their state by applying events to ``apply_<snake_case_event_type>`` methods.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
+
+#: Fields every event carries; everything else on an event is its payload.
+ENVELOPE_FIELDS: frozenset[str] = frozenset(
+    {
+        "event_id",
+        "aggregate_id",
+        "aggregate_type",
+        "event_type",
+        "event_version",
+        "aggregate_version",
+        "global_position",
+        "timestamp",
+        "causation_id",
+        "correlation_id",
+        "user_id",
+        "metadata",
+        "recorded_at",
+    }
+)
+
+_registry: dict[str, type[Event]] = {}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """An immutable fact about an aggregate. Subclass it and declare payload fields.
+
+    Class keywords: ``event_type="Name"`` registers under another name than the class name;
+    ``replace=True`` lets a class take over an event type another class already registered.
+    Redefining the same class (same module and qualified name) replaces it silently.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+
+    __event_type__: ClassVar[str] = "Event"
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    aggregate_id: str = ""
+    aggregate_type: str = ""
+    event_type: str = ""
+    event_version: int = 1
+    aggregate_version: int = 0
+    global_position: int | None = None
+    timestamp: AwareDatetime = Field(default_factory=_utc_now)
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    user_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    recorded_at: AwareDatetime | None = None
+
+    def __init_subclass__(cls, *, event_type: str | None = None, replace: bool = False,
+                          **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = event_type if event_type is not None else cls.__name__
+        if not name or not isinstance(name, str):
+            raise InvalidInputError(f"event_type of {cls.__qualname__} must be a non-empty string")
+        cls.__event_type__ = name
+        existing = _registry.get(name)
+        if existing is not None and not replace and not _same_definition(existing, cls):
+            raise EventTypeConflictError(
+                f"event type {name!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}; "
+                f"{cls.__module__}.{cls.__qualname__} cannot claim it too. Give one of them "
+                f"another name with `class {cls.__name__}(Event, event_type='...')`, or pass "
+                "`replace=True` to take the name over deliberately"
+            )
+        _registry[name] = cls
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_event_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("event_type"):
+            return {**data, "event_type": cls.__event_type__}
+        return data
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own data (every field that is not part of the envelope), JSON-ready."""
+        return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
+
+
+def _same_definition(a: type, b: type) -> bool:
+    return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
+
+
+def event_class_for(event_type: str) -> type[Event] | None:
+    """The event class registered under ``event_type`` in this process, if any."""
+    return _registry.get(event_type)
+
+
+def registered_event_types() -> dict[str, type[Event]]:
+    """A copy of the registry: event type name to event class."""
+    return dict(_registry)
+
+
+def event_from_parts(envelope: Mapping[str, Any], payload: Mapping[str, Any]) -> Event:
+    """Rebuild an event from its stored envelope and payload.
+
+    An event type with no class in this process becomes a generic :class:`Event` whose payload
+    fields are kept as extra attributes.
+    """
+    cls = _registry.get(str(envelope["event_type"]), Event)
+    return cls.model_validate({**payload, **envelope})
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NOT_IDENTIFIER = re.compile(r"[^0-9a-zA-Z_]+")
+
+
+def snake_case(name: str) -> str:
+    """``UserEmailChanged`` -> ``user_email_changed`` (also ``user.email-changed``)."""
+    return _NOT_IDENTIFIER.sub("_", _CAMEL_BOUNDARY.sub("_", name)).strip("_").lower()
+
+
+def _new_aggregate_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Aggregate(BaseModel):
+    """An entity whose state is the result of applying its events in order.
+
+    Subclasses declare their state as fields and one ``apply_<snake_case_event_type>`` method per
+    event type. Command methods build an event and pass it to :meth:`apply`, which records it as
+    uncommitted until :meth:`EventStore.save` writes it. ``aggregate_type`` defaults to the class
+    name; set the class attribute to change it.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    aggregate_type: ClassVar[str] = ""
+
+    id: str = Field(default_factory=_new_aggregate_id)
+    version: int = 0
+
+    _uncommitted: list[Event] = PrivateAttr(default_factory=list)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "aggregate_type" not in cls.__dict__:
+            cls.aggregate_type = cls.__name__
+
+    @classmethod
+    def get_aggregate_type(cls) -> str:
+        """The aggregate type stored with this aggregate's events."""
+        return cls.aggregate_type or cls.__name__
+
+    def apply(self, event: Event) -> Event:
+        """Record a new event: stamp it with this aggregate, change state, keep it uncommitted.
+
+        Returns the stamped event. Raises :class:`MissingHandlerError` naming the method it
+        looked for when the aggregate has no handler for the event type.
+        """
+        handler = self._handler_for(event)
+        event.aggregate_id = self.id
+        event.aggregate_type = self.get_aggregate_type()
+        event.aggregate_version = self.version + 1
+        handler(event)
+        self.version = event.aggregate_version
+        self._uncommitted.append(event)
+        return event
+
+    def replay(self, event: Event) -> None:
+        """Apply an already stored event (no stamping, not recorded as uncommitted)."""
+        self._handler_for(event)(event)
+        self.version = event.aggregate_version
+
+    def _handler_for(self, event: Event) -> Any:
+        method = f"apply_{snake_case(event.event_type)}"
+        handler = getattr(self, method, None)
+        if handler is None or not callable(handler):
+            raise MissingHandlerError(
+                f"{type(self).__name__} has no method {method}(self, event) to apply "
+                f"{event.event_type!r} events; define it on the aggregate class"
+            )
+        return handler
+
+    @property
+    def uncommitted_events(self) -> list[Event]:
+        """Events applied since the last save, oldest first (a copy)."""
+        return list(self._uncommitted)
+
+    def has_uncommitted_events(self) -> bool:
+        """True when there are events waiting to be saved."""
+        return bool(self._uncommitted)
+
+    def get_uncommitted_events(self) -> list[Event]:
+        """Events applied since the last save, oldest first (a copy)."""
+        return list(self._uncommitted)
+
+    def mark_events_as_committed(self) -> None:
+        """Forget the uncommitted events (the store calls this after a successful save)."""
+        self._uncommitted.clear()
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event], **initial: Any) -> Self:
+        """Rebuild an aggregate by replaying stored events, oldest first.
+
+        The aggregate id comes from the first event unless given. With no events and no id,
+        an :class:`InvalidInputError` is raised since there would be nothing to rebuild from.
+        """
+        iterator = iter(events)
+        first = next(iterator, None)
+        if first is None:
+            if "id" not in initial:
+                raise InvalidInputError(
+                    f"{cls.__name__}.from_events() got no events; pass id=... to start empty"
+                )
+            return cls(**initial)
+        aggregate = cls(**{"id": first.aggregate_id, **initial})
+        aggregate.replay(first)
+        for event in iterator:
+            aggregate.replay(event)
+        return aggregate

@@ -1,0 +1,120 @@
+"""Turning events into column arrays for the append statement, and rows back into events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import PydanticSerializationError
+
+from ..errors import PayloadTooLargeError, SerializationError
+from ..models import Event, event_from_parts
+
+
+@dataclass
+class EncodedBatch:
+    """Column arrays of a batch of events, in append order."""
+
+    event_ids: list[Any] = field(default_factory=list)
+    aggregate_ids: list[str] = field(default_factory=list)
+    aggregate_types: list[str] = field(default_factory=list)
+    aggregate_versions: list[int] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    event_versions: list[int] = field(default_factory=list)
+    payloads: list[str] = field(default_factory=list)
+    causation_ids: list[str | None] = field(default_factory=list)
+    correlation_ids: list[str | None] = field(default_factory=list)
+    user_ids: list[str | None] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+    occurred_at: list[Any] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    def columns(self) -> tuple[list[Any], ...]:
+        """The arrays in the order of the append statement's parameters ``$4..$15``."""
+        return (
+            self.event_ids,
+            self.aggregate_ids,
+            self.aggregate_types,
+            self.aggregate_versions,
+            self.event_types,
+            self.event_versions,
+            self.payloads,
+            self.causation_ids,
+            self.correlation_ids,
+            self.user_ids,
+            self.metadata,
+            self.occurred_at,
+        )
+
+    def add(self, event: Event, *, max_payload_bytes: int) -> None:
+        """Encode ``event`` and append its columns; raise before anything is stored if it can't."""
+        payload = _encode_json(event.payload, event, "payload")
+        metadata = _encode_json(lambda: event.model_dump(mode="json")["metadata"], event, "metadata")
+        size = len(payload.encode()) + len(metadata.encode())
+        if size > max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"event {event.event_type!r} of aggregate {event.aggregate_id!r} encodes to "
+                f"{size} bytes, over the store's limit of {max_payload_bytes} bytes; keep large "
+                "blobs outside the event store and store a reference, or raise "
+                "max_payload_bytes when creating the store",
+                size=size,
+                limit=max_payload_bytes,
+            )
+        self.event_ids.append(event.event_id)
+        self.aggregate_ids.append(event.aggregate_id)
+        self.aggregate_types.append(event.aggregate_type)
+        self.aggregate_versions.append(event.aggregate_version)
+        self.event_types.append(event.event_type)
+        self.event_versions.append(event.event_version)
+        self.payloads.append(payload)
+        self.causation_ids.append(event.causation_id)
+        self.correlation_ids.append(event.correlation_id)
+        self.user_ids.append(event.user_id)
+        self.metadata.append(metadata)
+        self.occurred_at.append(event.timestamp)
+
+
+def _encode_json(produce: Any, event: Event, what: str) -> str:
+    try:
+        encoded = json.dumps(produce(), allow_nan=False, separators=(",", ":"))
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"the {what} of event {event.event_type!r} cannot be stored as JSON: {exc}. Use "
+            "JSON-compatible field types (str, int, float, bool, None, lists, dicts, datetime, "
+            "UUID, Decimal, pydantic models) and finite numbers"
+        ) from exc
+    if "\\u0000" in encoded:
+        raise SerializationError(
+            f"the {what} of event {event.event_type!r} contains a NUL character (\\u0000), "
+            "which PostgreSQL's jsonb cannot store; remove it or encode the value (e.g. base64)"
+        )
+    return encoded
+
+
+def record_to_event(record: Mapping[str, Any]) -> Event:
+    """Build the event (of its registered class, else a generic Event) from a stored row."""
+    envelope = {
+        "event_id": record["event_id"],
+        "aggregate_id": record["aggregate_id"],
+        "aggregate_type": record["aggregate_type"],
+        "aggregate_version": record["aggregate_version"],
+        "event_type": record["event_type"],
+        "event_version": record["event_version"],
+        "global_position": record["global_position"],
+        "timestamp": record["occurred_at"],
+        "causation_id": record["causation_id"],
+        "correlation_id": record["correlation_id"],
+        "user_id": record["user_id"],
+        "metadata": json.loads(record["metadata"]),
+        "recorded_at": record["recorded_at"],
+    }
+    return event_from_parts(envelope, json.loads(record["payload"]))
+
+
+def records_to_events(records: Sequence[Mapping[str, Any]]) -> list[Event]:
+    """:func:`record_to_event` for each row, in order."""
+    return [record_to_event(record) for record in records]

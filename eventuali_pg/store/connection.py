@@ -1,0 +1,66 @@
+"""Opening asyncpg connections and pools, and turning driver failures into library errors.
+
+This and :mod:`eventuali_pg.store.event_store` are the places that talk to asyncpg directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import asyncpg
+
+from .._dsn import describe_dsn
+from ..errors import DatabaseUnavailableError
+
+APPLICATION_NAME = "eventuali_pg"
+
+_UNREACHABLE = (
+    OSError,
+    socket.gaierror,
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def unreachable(dsn: str, exc: BaseException) -> DatabaseUnavailableError:
+    """A :class:`DatabaseUnavailableError` naming the target of ``dsn`` and the cause."""
+    target = describe_dsn(dsn)
+    reason = str(exc) or type(exc).__name__
+    return DatabaseUnavailableError(
+        f"cannot connect to PostgreSQL at {target}: {reason}. Check that the server is running "
+        "and accepts connections there, and that the DSN's user, password and database are right"
+    )
+
+
+async def connect(dsn: str, *, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
+    """Open one connection, translating connection failures into DatabaseUnavailableError."""
+    settings = {"application_name": APPLICATION_NAME, **kwargs.pop("server_settings", {})}
+    try:
+        return await asyncpg.connect(dsn, timeout=timeout, server_settings=settings, **kwargs)
+    except _UNREACHABLE as exc:
+        raise unreachable(dsn, exc) from exc
+
+
+async def create_pool(
+    dsn: str, *, min_size: int, max_size: int, timeout: float = 10.0
+) -> asyncpg.Pool:
+    """Open a pool, translating connection failures into DatabaseUnavailableError."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+    except _UNREACHABLE as exc:
+        raise unreachable(dsn, exc) from exc
+    assert pool is not None
+    return pool

@@ -1,0 +1,336 @@
+"""EventStore: append events with a dense, commit-ordered global position; read them back."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import asyncpg
+
+from .._dsn import resolve_dsn
+from .._identifiers import validate_identifier
+from ..errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    SchemaNotReadyError,
+    StoreClosedError,
+)
+from ..models import Aggregate, Event
+from . import connection as db
+from .codec import EncodedBatch, records_to_events
+from .schema import DEFAULT_SCHEMA
+from .sql import StoreSql, store_sql
+from .validation import (
+    check_aggregate_id,
+    check_aggregates_to_save,
+    check_limit,
+    check_name_filter,
+    check_position,
+)
+
+logger = logging.getLogger("eventuali_pg.store")
+
+A = TypeVar("A", bound=Aggregate)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+
+_LOST_CONNECTION = (
+    OSError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class EventStore:
+    """An event store in one PostgreSQL schema. Create it with :meth:`EventStore.create`.
+
+    ``save`` appends an aggregate's uncommitted events and advances the global sequence in one
+    transaction, so global positions are 1, 2, 3, ... with no holes, in commit order.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, sql: StoreSql, *,
+                 max_payload_bytes: int) -> None:
+        """Use :meth:`EventStore.create`; this wires an already opened pool."""
+        self._pool = pool
+        self._dsn = dsn
+        self._sql = sql
+        self._max_payload_bytes = max_payload_bytes
+        self._closed = False
+        self._append_listeners: list[Callable[[int], None]] = []
+
+    @classmethod
+    async def create(
+        cls,
+        dsn: str | None = None,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        channel: str | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        connect_timeout: float = 10.0,
+        **unknown: object,
+    ) -> Self:
+        """Connect to PostgreSQL and check that the schema is migrated.
+
+        ``dsn`` defaults to ``EVENTUALI_PG_DSN``, then ``DATABASE_URL``. Tables live in PostgreSQL
+        schema ``schema``; appends notify on ``channel`` (default: the schema name). Raises
+        :class:`DatabaseUnavailableError` when the server cannot be reached and
+        :class:`SchemaNotReadyError` when the schema is missing or outdated.
+        """
+        if unknown:
+            raise ConfigurationError(
+                f"unknown EventStore option(s): {', '.join(sorted(unknown))}. Valid options: "
+                "dsn, schema, channel, max_payload_bytes, pool_min_size, pool_max_size, "
+                "connect_timeout"
+            )
+        resolved = resolve_dsn(dsn)
+        validate_identifier(schema, what="schema name")
+        sql = store_sql(schema, channel if channel is not None else schema)
+        _check_positive_int(max_payload_bytes, "max_payload_bytes")
+        _check_positive_int(pool_max_size, "pool_max_size")
+        if isinstance(pool_min_size, bool) or not isinstance(pool_min_size, int) or not (
+            0 <= pool_min_size <= pool_max_size
+        ):
+            raise ConfigurationError(
+                f"pool_min_size must be an integer between 0 and pool_max_size, got {pool_min_size!r}"
+            )
+        pool = await db.create_pool(
+            resolved, min_size=pool_min_size, max_size=pool_max_size, timeout=connect_timeout
+        )
+        try:
+            await _check_schema(pool, resolved, schema)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, resolved, sql, max_payload_bytes=max_payload_bytes)
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding the store's tables."""
+        return self._sql.schema
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel appends notify on."""
+        return self._sql.channel
+
+    @property
+    def dsn(self) -> str:
+        """The DSN the store connects with."""
+        return self._dsn
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def save(self, aggregate: Aggregate) -> None:
+        """Append the aggregate's uncommitted events in one transaction.
+
+        On success the events get their ``global_position`` and the aggregate's uncommitted list
+        is cleared. If another writer appended to the aggregate first, raises
+        :class:`ConcurrencyError`; nothing is written and the aggregate keeps its events.
+        """
+        await self.save_all([aggregate])
+
+    async def save_all(self, aggregates: Iterable[Aggregate]) -> None:
+        """Append the uncommitted events of several aggregates in one transaction (all or none)."""
+        self._check_open()
+        pending = check_aggregates_to_save(aggregates)
+        if not pending:
+            return
+        batch = EncodedBatch()
+        for aggregate in pending:
+            for event in aggregate.get_uncommitted_events():
+                batch.add(event, max_payload_bytes=self._max_payload_bytes)
+        expected = [aggregate.version - len(aggregate.get_uncommitted_events())
+                    for aggregate in pending]
+        head, recorded_at = await self._append(pending, expected, batch)
+        position = head - len(batch)
+        for aggregate in pending:
+            for event in aggregate.get_uncommitted_events():
+                position += 1
+                event.global_position = position
+                event.recorded_at = recorded_at
+            aggregate.mark_events_as_committed()
+        for listener in self._append_listeners:
+            listener(head)
+
+    async def _append(self, pending: Sequence[Aggregate], expected: list[int],
+                      batch: EncodedBatch) -> tuple[int, datetime]:
+        ids = [aggregate.id for aggregate in pending]
+        try:
+            async with self._pool.acquire() as conn:
+                try:
+                    row = await conn.fetchrow(
+                        self._sql.append, ids, expected, len(batch), *batch.columns(),
+                        self._sql.channel,
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    if exc.constraint_name == "events_event_id_key":
+                        raise InvalidInputError(
+                            f"an event id of this save is already stored ({exc.detail}); "
+                            "every event needs a new event_id"
+                        ) from exc
+                    row = None
+                if row is None:
+                    raise await self._concurrency_error(conn, ids, expected)
+        except _LOST_CONNECTION as exc:
+            raise DatabaseUnavailableError(
+                f"lost the connection to PostgreSQL while saving ({exc}); the save may or may "
+                "not have been committed: reload the aggregate to see, then retry if needed"
+            ) from exc
+        return int(row["head"]), row["recorded_at"]
+
+    async def _concurrency_error(self, conn: asyncpg.Connection, ids: list[str],
+                                 expected: list[int]) -> ConcurrencyError:
+        rows = await conn.fetch(self._sql.aggregate_versions, ids)
+        actual = {row["aggregate_id"]: int(row["version"]) for row in rows}
+        for aggregate_id, expected_version in zip(ids, expected, strict=True):
+            actual_version = actual.get(aggregate_id, 0)
+            if actual_version != expected_version:
+                break
+        else:
+            aggregate_id, expected_version = ids[0], expected[0]
+            actual_version = actual.get(aggregate_id, 0)
+        return ConcurrencyError(
+            f"aggregate {aggregate_id!r} was expected at version {expected_version} but is at "
+            f"version {actual_version}: another writer saved first. Nothing was written; reload "
+            "the aggregate, apply the command again and save",
+            aggregate_id=aggregate_id,
+            expected_version=expected_version,
+            actual_version=actual_version,
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def load(self, cls: type[A], aggregate_id: str) -> A | None:
+        """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events; None if it has none."""
+        events = await self.load_events(aggregate_id)
+        if not events:
+            return None
+        return cls.from_events(events)
+
+    async def load_events(self, aggregate_id: str, from_version: int = 0) -> list[Event]:
+        """Events of one aggregate with a version above ``from_version``, oldest first."""
+        check_aggregate_id(aggregate_id)
+        check_position(from_version, what="from_version")
+        records = await self._fetch(self._sql.load_aggregate, aggregate_id, from_version)
+        return records_to_events(records)
+
+    async def load_events_from_position(
+        self,
+        position: int,
+        limit: int | None = None,
+        *,
+        aggregate_types: str | Iterable[str] | None = None,
+        event_types: str | Iterable[str] | None = None,
+        up_to: int | None = None,
+    ) -> list[Event]:
+        """Events with ``global_position > position`` (and ``<= up_to`` if given), ascending.
+
+        Because positions are dense and commit-ordered, the result is complete: no event after
+        ``position`` can appear later with a smaller position. Optional filters keep only the
+        given aggregate types and/or event types (served by indexes).
+        """
+        check_position(position)
+        check_limit(limit)
+        if up_to is not None:
+            check_position(up_to, what="up_to")
+        if limit == 0:
+            return []
+        aggregate_filter = check_name_filter(aggregate_types, what="aggregate_types")
+        event_filter = check_name_filter(event_types, what="event_types")
+        query = self._sql.read_from_position(
+            aggregate_types=aggregate_filter is not None,
+            event_types=event_filter is not None,
+            upper_bound=up_to is not None,
+            limit=limit is not None,
+        )
+        args: list[Any] = [position]
+        args += [f for f in (aggregate_filter, event_filter, up_to, limit) if f is not None]
+        return records_to_events(await self._fetch(query, *args))
+
+    async def get_global_position(self) -> int:
+        """The highest committed global position; 0 when the store is empty."""
+        return int(await self._fetchval(self._sql.head))
+
+    async def get_aggregate_version(self, aggregate_id: str) -> int | None:
+        """The current version of an aggregate, None when it has no events."""
+        check_aggregate_id(aggregate_id)
+        value = await self._fetchval(self._sql.aggregate_version, aggregate_id)
+        return int(value) if value is not None else None
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        self._check_open()
+        try:
+            return list(await self._pool.fetch(query, *args))
+        except _LOST_CONNECTION as exc:
+            raise db.unreachable(self._dsn, exc) from exc
+
+    async def _fetchval(self, query: str, *args: Any) -> Any:
+        self._check_open()
+        try:
+            return await self._pool.fetchval(query, *args)
+        except _LOST_CONNECTION as exc:
+            raise db.unreachable(self._dsn, exc) from exc
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this EventStore is closed; create a new one with EventStore.create()")
+
+    async def close(self) -> None:
+        """Close every connection of the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+
+def _check_positive_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+async def _check_schema(pool: asyncpg.Pool, dsn: str, schema: str) -> None:
+    from ..migration import fetch_revision, head_revision, known_revisions
+
+    async with pool.acquire() as conn:
+        revision = await fetch_revision(conn, schema)
+    head = head_revision()
+    command = (f"run `eventuali-pg migrate --schema {schema}` (or `await eventuali_pg.migrate(dsn, "
+               f"schema={schema!r})`, or `alembic upgrade head` in the eventuali-pg checkout)")
+    if revision is None:
+        raise SchemaNotReadyError(
+            f"the event store schema {schema!r} does not exist in this database; {command}"
+        )
+    if revision != head:
+        if revision in known_revisions():
+            raise SchemaNotReadyError(
+                f"the event store schema {schema!r} is at revision {revision}, older than this "
+                f"library's {head}; {command}"
+            )
+        raise SchemaNotReadyError(
+            f"the event store schema {schema!r} is at revision {revision}, which this version of "
+            "eventuali-pg does not know (the database was migrated by a newer release); upgrade "
+            "eventuali-pg"
+        )
