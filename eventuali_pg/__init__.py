@@ -22,6 +22,16 @@ from .errors import (
 from .migration import current_revision, downgrade, migrate
 from .models import Aggregate, Event, event_class_for, registered_event_types
 from .store.event_store import EventStore
+from .stream import (
+    EventStreamer,
+    EventStreamReceiver,
+    FeedStats,
+    ReceiverStats,
+    StreamerStats,
+    StreamEvent,
+    Subscription,
+    SubscriptionBuilder,
+)
 
 __all__ = [
     "Aggregate",
@@ -32,14 +42,22 @@ __all__ = [
     "DuplicateSubscriptionError",
     "Event",
     "EventStore",
+    "EventStreamReceiver",
+    "EventStreamer",
     "EventTypeConflictError",
     "EventualiError",
+    "FeedStats",
     "InvalidInputError",
     "MissingHandlerError",
     "PayloadTooLargeError",
+    "ReceiverStats",
     "SchemaNotReadyError",
     "SerializationError",
     "StoreClosedError",
+    "StreamEvent",
+    "StreamerStats",
+    "Subscription",
+    "SubscriptionBuilder",
     "SubscriptionClosed",
     "SubscriptionError",
     "SubscriptionLagged",

@@ -82,9 +82,9 @@ def _outside_home(path: Path) -> bool:
 
 
 def _scratch_root() -> Path:
-    """A temp folder outside the home folder (``/var/tmp`` when the system temp dir is in it)."""
+    """The system temp folder, or ``/var/tmp`` (``/tmp``) when the temp folder is in the home."""
     candidate = Path(tempfile.gettempdir())
-    if os.name == "posix" and (os.geteuid() == 0 or not _outside_home(candidate)):
+    if not _outside_home(candidate):
         for fallback in (Path("/var/tmp"), Path("/tmp")):
             if fallback.is_dir() and _outside_home(fallback):
                 return fallback
@@ -104,7 +104,10 @@ def default_data_dir() -> Path:
         candidate = Path(base) / "eventuali-pg" / "data"
         if not candidate.absolute().is_relative_to("/root"):
             return candidate
-    return _scratch_root() / f"eventuali-pg-{uid}" / "data"
+    stable_root = Path("/var/tmp")  # survives reboots on most systems, unlike /tmp
+    if not (stable_root.is_dir() and _outside_home(stable_root)):
+        stable_root = _scratch_root()
+    return stable_root / f"eventuali-pg-{uid}" / "data"
 
 
 def _resolve(data_dir: Path | None) -> Path:

@@ -80,11 +80,11 @@ class UnknownSubscriptionError(SubscriptionError, LookupError):
     """No active subscription has this id."""
 
 
-class SubscriptionClosed(SubscriptionError):  # noqa: N818 - the spec's vocabulary
+class SubscriptionClosed(SubscriptionError):
     """The receiver has ended (unsubscribed, closed, or its store closed)."""
 
 
-class SubscriptionLagged(SubscriptionError):  # noqa: N818 - the spec's vocabulary
+class SubscriptionLagged(SubscriptionError):
     """A receiver with no store to catch up from fell behind and missed events."""
 
     def __init__(self, message: str, *, missed: int, last_position: int) -> None:

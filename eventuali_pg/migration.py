@@ -112,8 +112,9 @@ async def migrate(
     await _run(dsn, schema, partial(command.upgrade, revision=revision))
 
 
-async def downgrade(dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
-                    revision: str = "base") -> None:
+async def downgrade(
+    dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA, revision: str = "base"
+) -> None:
     """Downgrade the event store schema to ``revision`` (default: drop every table)."""
     await _run(dsn, schema, partial(command.downgrade, revision=revision))
 
@@ -130,8 +131,9 @@ async def current_revision(dsn: str | None = None, *, schema: str = DEFAULT_SCHE
 
 async def fetch_revision(connection: asyncpg.Connection, schema: str) -> str | None:
     """The alembic revision recorded in ``schema``, or None when there is none."""
-    exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL",
-                                       f"{schema}.{VERSION_TABLE}")
+    exists = await connection.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f"{schema}.{VERSION_TABLE}"
+    )
     if not exists:
         return None
     value = await connection.fetchval(f"SELECT version_num FROM {schema}.{VERSION_TABLE} LIMIT 1")
@@ -161,9 +163,12 @@ def compare_with_metadata(connection: Connection, schema: str = DEFAULT_SCHEMA) 
 
     context = MigrationContext.configure(
         connection,
-        opts={"version_table": VERSION_TABLE, "version_table_schema": schema,
-              "include_schemas": True,
-              "include_name": _only_schema(schema)},
+        opts={
+            "version_table": VERSION_TABLE,
+            "version_table_schema": schema,
+            "include_schemas": True,
+            "include_name": _only_schema(schema),
+        },
     )
     return list(compare_metadata(context, build_metadata(schema)))
 

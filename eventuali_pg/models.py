@@ -74,8 +74,9 @@ class Event(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     recorded_at: AwareDatetime | None = None
 
-    def __init_subclass__(cls, *, event_type: str | None = None, replace: bool = False,
-                          **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, event_type: str | None = None, replace: bool = False, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
         name = event_type if event_type is not None else cls.__name__
         if not name or not isinstance(name, str):

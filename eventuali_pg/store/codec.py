@@ -53,7 +53,9 @@ class EncodedBatch:
     def add(self, event: Event, *, max_payload_bytes: int) -> None:
         """Encode ``event`` and append its columns; raise before anything is stored if it can't."""
         payload = _encode_json(event.payload, event, "payload")
-        metadata = _encode_json(lambda: event.model_dump(mode="json")["metadata"], event, "metadata")
+        metadata = _encode_json(
+            lambda: event.model_dump(mode="json")["metadata"], event, "metadata"
+        )
         size = len(payload.encode()) + len(metadata.encode())
         if size > max_payload_bytes:
             raise PayloadTooLargeError(

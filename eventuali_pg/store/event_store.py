@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import asyncpg
 
@@ -33,6 +34,10 @@ from .validation import (
     check_position,
 )
 
+if TYPE_CHECKING:
+    from ..stream.feed import FeedOptions, FeedStats, StoreFeed
+    from ..stream.streamer import EventStreamer
+
 logger = logging.getLogger("eventuali_pg.store")
 
 A = TypeVar("A", bound=Aggregate)
@@ -55,15 +60,24 @@ class EventStore:
     transaction, so global positions are 1, 2, 3, ... with no holes, in commit order.
     """
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, sql: StoreSql, *,
-                 max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        sql: StoreSql,
+        *,
+        max_payload_bytes: int,
+        feed_options: FeedOptions,
+    ) -> None:
         """Use :meth:`EventStore.create`; this wires an already opened pool."""
         self._pool = pool
         self._dsn = dsn
         self._sql = sql
         self._max_payload_bytes = max_payload_bytes
+        self._feed_options = feed_options
+        self._feed: StoreFeed | None = None
+        self._feed_lock = asyncio.Lock()
         self._closed = False
-        self._append_listeners: list[Callable[[int], None]] = []
 
     @classmethod
     async def create(
@@ -76,6 +90,12 @@ class EventStore:
         pool_min_size: int = 1,
         pool_max_size: int = 10,
         connect_timeout: float = 10.0,
+        streamer: EventStreamer | None = None,
+        notify: bool = True,
+        poll_interval: float | None = None,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 5.0,
+        page_size: int = 1000,
         **unknown: object,
     ) -> Self:
         """Connect to PostgreSQL and check that the schema is migrated.
@@ -84,23 +104,42 @@ class EventStore:
         schema ``schema``; appends notify on ``channel`` (default: the schema name). Raises
         :class:`DatabaseUnavailableError` when the server cannot be reached and
         :class:`SchemaNotReadyError` when the schema is missing or outdated.
+
+        With ``streamer`` every saved event (from any process) is published to it, in global
+        order, exactly once. Delivery settings: ``notify`` (LISTEN for appends; False polls
+        only, for transaction-pooling proxies), ``poll_interval`` (seconds between polls that
+        back up lost notifications; default 1.0, or 0.2 without LISTEN),
+        ``heartbeat_interval``/``heartbeat_timeout`` (checks of the LISTEN connection),
+        ``page_size`` (rows per read).
         """
         if unknown:
             raise ConfigurationError(
                 f"unknown EventStore option(s): {', '.join(sorted(unknown))}. Valid options: "
                 "dsn, schema, channel, max_payload_bytes, pool_min_size, pool_max_size, "
-                "connect_timeout"
+                "connect_timeout, streamer, notify, poll_interval, heartbeat_interval, "
+                "heartbeat_timeout, page_size"
             )
+        feed_options = _feed_options(
+            notify=notify,
+            poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            page_size=page_size,
+            connect_timeout=connect_timeout,
+        )
         resolved = resolve_dsn(dsn)
         validate_identifier(schema, what="schema name")
         sql = store_sql(schema, channel if channel is not None else schema)
         _check_positive_int(max_payload_bytes, "max_payload_bytes")
         _check_positive_int(pool_max_size, "pool_max_size")
-        if isinstance(pool_min_size, bool) or not isinstance(pool_min_size, int) or not (
-            0 <= pool_min_size <= pool_max_size
+        if (
+            isinstance(pool_min_size, bool)
+            or not isinstance(pool_min_size, int)
+            or not (0 <= pool_min_size <= pool_max_size)
         ):
             raise ConfigurationError(
-                f"pool_min_size must be an integer between 0 and pool_max_size, got {pool_min_size!r}"
+                "pool_min_size must be an integer between 0 and pool_max_size, "
+                f"got {pool_min_size!r}"
             )
         pool = await db.create_pool(
             resolved, min_size=pool_min_size, max_size=pool_max_size, timeout=connect_timeout
@@ -110,7 +149,16 @@ class EventStore:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, resolved, sql, max_payload_bytes=max_payload_bytes)
+        store = cls(
+            pool, resolved, sql, max_payload_bytes=max_payload_bytes, feed_options=feed_options
+        )
+        if streamer is not None:
+            try:
+                await store.attach_streamer(streamer)
+            except BaseException:
+                await store.close()
+                raise
+        return store
 
     @property
     def schema(self) -> str:
@@ -153,8 +201,9 @@ class EventStore:
         for aggregate in pending:
             for event in aggregate.get_uncommitted_events():
                 batch.add(event, max_payload_bytes=self._max_payload_bytes)
-        expected = [aggregate.version - len(aggregate.get_uncommitted_events())
-                    for aggregate in pending]
+        expected = [
+            aggregate.version - len(aggregate.get_uncommitted_events()) for aggregate in pending
+        ]
         head, recorded_at = await self._append(pending, expected, batch)
         position = head - len(batch)
         for aggregate in pending:
@@ -163,17 +212,22 @@ class EventStore:
                 event.global_position = position
                 event.recorded_at = recorded_at
             aggregate.mark_events_as_committed()
-        for listener in self._append_listeners:
-            listener(head)
+        if self._feed is not None:
+            self._feed.wake(head)
 
-    async def _append(self, pending: Sequence[Aggregate], expected: list[int],
-                      batch: EncodedBatch) -> tuple[int, datetime]:
+    async def _append(
+        self, pending: Sequence[Aggregate], expected: list[int], batch: EncodedBatch
+    ) -> tuple[int, datetime]:
         ids = [aggregate.id for aggregate in pending]
         try:
             async with self._pool.acquire() as conn:
                 try:
                     row = await conn.fetchrow(
-                        self._sql.append, ids, expected, len(batch), *batch.columns(),
+                        self._sql.append,
+                        ids,
+                        expected,
+                        len(batch),
+                        *batch.columns(),
                         self._sql.channel,
                     )
                 except asyncpg.UniqueViolationError as exc:
@@ -192,8 +246,9 @@ class EventStore:
             ) from exc
         return int(row["head"]), row["recorded_at"]
 
-    async def _concurrency_error(self, conn: asyncpg.Connection, ids: list[str],
-                                 expected: list[int]) -> ConcurrencyError:
+    async def _concurrency_error(
+        self, conn: asyncpg.Connection, ids: list[str], expected: list[int]
+    ) -> ConcurrencyError:
         rows = await conn.fetch(self._sql.aggregate_versions, ids)
         actual = {row["aggregate_id"]: int(row["version"]) for row in rows}
         for aggregate_id, expected_version in zip(ids, expected, strict=True):
@@ -215,7 +270,7 @@ class EventStore:
     # -- reading -------------------------------------------------------------------------------
 
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
-        """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events; None if it has none."""
+        """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events (None if none)."""
         events = await self.load_events(aggregate_id)
         if not events:
             return None
@@ -271,6 +326,69 @@ class EventStore:
         value = await self._fetchval(self._sql.aggregate_version, aggregate_id)
         return int(value) if value is not None else None
 
+    async def get_stream_position_at(self, aggregate_id: str, up_to: int) -> int | None:
+        """The aggregate's version among events at or below global position ``up_to``."""
+        check_aggregate_id(aggregate_id)
+        check_position(up_to, what="up_to")
+        value = await self._fetchval(self._sql.aggregate_version_at, aggregate_id, up_to)
+        return int(value) if value is not None else None
+
+    async def _read_after(self, position: int, limit: int) -> list[Event]:
+        return records_to_events(
+            await self._fetch(
+                self._sql.read_from_position(
+                    aggregate_types=False, event_types=False, upper_bound=False, limit=True
+                ),
+                position,
+                limit,
+            )
+        )
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    async def attach_streamer(self, streamer: EventStreamer) -> None:
+        """Publish every event saved from now on (by any process) to ``streamer``.
+
+        The first attached streamer starts the store's feed: one LISTEN connection and one
+        reader for all streamers of this store. A streamer follows one store; a store feeds any
+        number of streamers.
+        """
+        self._check_open()
+        async with self._feed_lock:
+            feed = self._feed
+            if feed is None:
+                from ..stream.feed import StoreFeed
+
+                feed = StoreFeed(
+                    dsn=self._dsn,
+                    channel=self._sql.channel,
+                    read_page=self._read_after,
+                    head=await self.get_global_position(),
+                    options=self._feed_options,
+                )
+                await feed.start()
+                self._feed = feed
+            streamer._attach_source(self, feed.published_position)
+            feed.add(streamer)
+
+    async def detach_streamer(self, streamer: EventStreamer) -> None:
+        """Stop publishing to ``streamer``; its receivers end."""
+        if self._feed is not None:
+            self._feed.remove(streamer)
+        streamer._detach_source(self)
+
+    @property
+    def listener_pid(self) -> int | None:
+        """Server process id of the LISTEN connection, None when not listening."""
+        feed = self._feed
+        if feed is None or feed.listener is None:
+            return None
+        return feed.listener.backend_pid
+
+    def stats(self) -> FeedStats | None:
+        """Delivery figures (reconnects, notifications, polls, reads); None with no streamer."""
+        return self._feed.stats() if self._feed is not None else None
+
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         self._check_open()
         try:
@@ -289,21 +407,74 @@ class EventStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosedError("this EventStore is closed; create a new one with EventStore.create()")
+            raise StoreClosedError(
+                "this EventStore is closed; create a new one with EventStore.create()"
+            )
 
     async def close(self) -> None:
         """Close every connection of the store. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self._pool.close()
+        feed, self._feed = self._feed, None
+        try:
+            if feed is not None:
+                await feed.close()
+                for streamer in feed.streamers:
+                    streamer._detach_source(self)
+        finally:
+            try:
+                async with asyncio.timeout(10.0):
+                    await self._pool.close()
+            except TimeoutError:
+                logger.warning("connections still busy after 10 s at close; terminating them")
+                self._pool.terminate()
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
+
+
+def _feed_options(
+    *,
+    notify: object,
+    poll_interval: object,
+    heartbeat_interval: object,
+    heartbeat_timeout: object,
+    page_size: object,
+    connect_timeout: object,
+) -> FeedOptions:
+    from ..stream.feed import FeedOptions
+
+    if not isinstance(notify, bool):
+        raise ConfigurationError(f"notify must be True or False, got {notify!r}")
+    if poll_interval is None:
+        poll_interval = 1.0 if notify else 0.2
+    seconds = {
+        "poll_interval": poll_interval,
+        "heartbeat_interval": heartbeat_interval,
+        "heartbeat_timeout": heartbeat_timeout,
+        "connect_timeout": connect_timeout,
+    }
+    for name, value in seconds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
+    _check_positive_int(page_size, "page_size")
+    return FeedOptions(
+        notify=notify,
+        poll_interval=float(poll_interval),  # type: ignore[arg-type]
+        heartbeat_interval=float(heartbeat_interval),  # type: ignore[arg-type]
+        heartbeat_timeout=float(heartbeat_timeout),  # type: ignore[arg-type]
+        page_size=page_size,  # type: ignore[arg-type]
+        connect_timeout=float(connect_timeout),  # type: ignore[arg-type]
+    )
 
 
 def _check_positive_int(value: object, name: str) -> None:
@@ -317,8 +488,10 @@ async def _check_schema(pool: asyncpg.Pool, dsn: str, schema: str) -> None:
     async with pool.acquire() as conn:
         revision = await fetch_revision(conn, schema)
     head = head_revision()
-    command = (f"run `eventuali-pg migrate --schema {schema}` (or `await eventuali_pg.migrate(dsn, "
-               f"schema={schema!r})`, or `alembic upgrade head` in the eventuali-pg checkout)")
+    command = (
+        f"run `eventuali-pg migrate --schema {schema}` (or `await eventuali_pg.migrate(dsn, "
+        f"schema={schema!r})`, or `alembic upgrade head` in the eventuali-pg checkout)"
+    )
     if revision is None:
         raise SchemaNotReadyError(
             f"the event store schema {schema!r} does not exist in this database; {command}"

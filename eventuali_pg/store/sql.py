@@ -31,7 +31,8 @@ class StoreSql:
 
         ``$1``/``$2``: aggregate ids and the version each is expected to be at; ``$3``: number of
         events; ``$4..$15``: one array per column; ``$16``: notification channel. Returns the new
-        head position and the commit timestamp, or no row when an expected version does not match (nothing is written).
+        head position and the commit timestamp, or no row when an expected version does not
+        match (then nothing is written).
 
         Run outside an explicit transaction, the statement is its own transaction: the sequence
         row is locked from the UPDATE until the commit that follows at once, so appenders commit
@@ -85,6 +86,14 @@ FROM seq
         return f"SELECT max(aggregate_version) FROM {self.schema}.events WHERE aggregate_id = $1"
 
     @property
+    def aggregate_version_at(self) -> str:
+        """Version of aggregate ``$1`` among events at or below global position ``$2``."""
+        return (
+            f"SELECT max(aggregate_version) FROM {self.schema}.events "
+            "WHERE aggregate_id = $1 AND global_position <= $2"
+        )
+
+    @property
     def load_aggregate(self) -> str:
         """Events of aggregate ``$1`` with a version above ``$2``, oldest first."""
         return (
@@ -106,9 +115,7 @@ FROM seq
         the inclusive upper bound, the limit. Separate statements per filter combination keep
         every plan able to use its index.
         """
-        return _read_from_position(
-            self.schema, aggregate_types, event_types, upper_bound, limit
-        )
+        return _read_from_position(self.schema, aggregate_types, event_types, upper_bound, limit)
 
 
 @cache

@@ -11,7 +11,9 @@ from ..models import Aggregate, Event
 def check_position(value: object, *, what: str = "position") -> int:
     """A global position: an int >= 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(f"{what} must be an integer >= 0 (0 = from the start), got {value!r}")
+        raise InvalidInputError(
+            f"{what} must be an integer >= 0 (0 = from the start), got {value!r}"
+        )
     return value
 
 

@@ -1,0 +1,290 @@
+"""EventStreamReceiver: one subscriber's bounded buffer, catch-up and live hand-over.
+
+A receiver delivers, in global order and once each, every event matching its subscription after
+its starting position. Events come from two places:
+
+* the live feed: the streamer offers each published event; the receiver keeps those above
+  ``live_since`` in a buffer of at most ``capacity`` events;
+* the table: catch-up reads (``last delivered``, ``target``] in pages, where ``target`` is the
+  streamer head at the moment the receiver (re)joined the live feed.
+
+Joining live and reading the head happen in one synchronous step, so every event above the
+target is offered to the buffer and every event up to it is in the table: no gap, and anything at
+or below the last delivered position is skipped, so no duplicate. When the buffer is full the
+receiver leaves the live feed (publishing never waits for it); once its buffer is drained it
+rejoins at the new head and catches up from the table again. Without a store there is nothing
+to catch up from, so it raises :class:`SubscriptionLagged` with the number of missed events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from ..errors import EventualiError, StoreClosedError, SubscriptionClosed, SubscriptionLagged
+from .backoff import Backoff
+from .stream_event import StreamEvent
+from .subscription import Subscription
+
+if TYPE_CHECKING:
+    from .streamer import EventStreamer
+
+logger = logging.getLogger("eventuali_pg.stream")
+
+MAX_CATCH_UP_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ReceiverStats:
+    """A snapshot of one receiver's figures."""
+
+    subscription_id: str
+    delivered: int
+    last_position: int
+    lag: int
+    buffer_depth: int
+    capacity: int
+    catch_ups: int
+    overflows: int
+    live: bool
+    events_per_second: float
+
+
+class _Ended(Exception):
+    pass
+
+
+class EventStreamReceiver:
+    """Consumes the events of one subscription: ``async for stream_event in receiver``.
+
+    Also ``await receiver.recv(timeout=None)``, ``await receiver.close()`` and
+    ``async with receiver``. Iteration ends when the subscription is unsubscribed, the receiver
+    is closed, or its store is closed.
+    """
+
+    def __init__(
+        self,
+        streamer: EventStreamer,
+        subscription: Subscription,
+        *,
+        capacity: int,
+        start_after: int,
+    ) -> None:
+        self._streamer = streamer
+        self._subscription = subscription
+        self._capacity = capacity
+        self._page_size = min(capacity, MAX_CATCH_UP_PAGE)
+        self._buffer: deque[StreamEvent] = deque()
+        self._page: deque[StreamEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._last = start_after
+        self._covered = start_after
+        self._live_since: int | None = None
+        self._catch_up_target: int | None = None
+        self._missed = 0
+        self._ended = False
+        self._delivered = 0
+        self._catch_ups = 0
+        self._overflows = 0
+        self._started = time.monotonic()
+
+    @property
+    def subscription(self) -> Subscription:
+        """The subscription this receiver serves."""
+        return self._subscription
+
+    @property
+    def subscription_id(self) -> str:
+        """The subscription's id."""
+        return self._subscription.subscription_id
+
+    @property
+    def closed(self) -> bool:
+        """True once the receiver has ended."""
+        return self._ended
+
+    # -- called by the streamer (synchronously, never blocking) --------------------------------
+
+    def _join_live(self, head: int) -> None:
+        """(Re)join the live feed at streamer head ``head``; catch up to it first if behind."""
+        self._live_since = max(head, self._last)
+        if head > self._last:
+            self._catch_up_target = head
+            self._catch_ups += 1
+        else:
+            self._covered = max(self._covered, self._live_since)
+        self._wakeup.set()
+
+    def _offer(self, item: StreamEvent) -> None:
+        live_since = self._live_since
+        if live_since is None:
+            if self._subscription.matches(item.event):
+                self._missed += 1
+            return
+        if item.global_position <= live_since:
+            return
+        if not self._subscription.matches(item.event):
+            if not self._buffer and self._catch_up_target is None and not self._page:
+                self._covered = item.global_position
+            return
+        if len(self._buffer) >= self._capacity:
+            self._live_since = None
+            self._missed = 1
+            self._overflows += 1
+            self._wakeup.set()
+            return
+        self._buffer.append(item)
+        self._wakeup.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._buffer.clear()
+        self._page.clear()
+        self._wakeup.set()
+
+    # -- consuming ------------------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        try:
+            return await self._next()
+        except _Ended:
+            raise StopAsyncIteration from None
+
+    async def recv(self, timeout: float | None = None) -> StreamEvent:
+        """The next event. Raises ``TimeoutError`` after ``timeout`` seconds without one, and
+        :class:`SubscriptionClosed` once the receiver has ended."""
+        try:
+            if timeout is None:
+                return await self._next()
+            async with asyncio.timeout(timeout):
+                return await self._next()
+        except _Ended:
+            raise SubscriptionClosed(
+                f"subscription {self.subscription_id!r} has ended (unsubscribed, closed, or its "
+                "store was closed); subscribe again to receive more events"
+            ) from None
+
+    async def _next(self) -> StreamEvent:
+        while True:
+            if self._ended:
+                raise _Ended
+            if self._page:
+                return self._deliver(self._page.popleft())
+            if self._catch_up_target is not None:
+                await self._read_catch_up_page(self._catch_up_target)
+                continue
+            if self._buffer:
+                item = self._buffer.popleft()
+                if item.global_position > self._last:
+                    return self._deliver(item)
+                continue
+            if self._live_since is None:
+                self._rejoin()
+                continue
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def _deliver(self, item: StreamEvent) -> StreamEvent:
+        self._last = item.global_position
+        self._covered = max(self._covered, item.global_position)
+        self._delivered += 1
+        return item
+
+    def _rejoin(self) -> None:
+        missed, self._missed = self._missed, 0
+        head = self._streamer._head
+        if self._streamer._source is None:
+            self._live_since = self._covered = max(head, self._last)
+            raise SubscriptionLagged(
+                f"subscription {self.subscription_id!r} fell behind: its buffer of "
+                f"{self._capacity} events was full and {missed} matching event(s) after global "
+                f"position {self._last} were dropped. Consume faster, raise the streamer's "
+                "capacity, or attach a store so the receiver catches up instead; iterating again "
+                "continues live from the current head",
+                missed=missed,
+                last_position=self._last,
+            )
+        logger.info(
+            "subscription %r overflowed at position %d; catching up from the store",
+            self.subscription_id,
+            self._last,
+        )
+        self._join_live(head)
+
+    async def _read_catch_up_page(self, target: int) -> None:
+        source = self._streamer._source
+        if source is None:
+            raise _Ended
+        subscription = self._subscription
+        backoff = Backoff(initial=0.05, maximum=2.0)
+        while True:
+            try:
+                events = await source.load_events_from_position(
+                    self._last,
+                    self._page_size,
+                    aggregate_types=subscription.aggregate_types,
+                    event_types=subscription.event_types,
+                    up_to=target,
+                )
+                break
+            except StoreClosedError:
+                raise _Ended from None
+            except (EventualiError, OSError) as exc:
+                delay = backoff.next_delay()
+                logger.warning(
+                    "catch-up read for subscription %r failed (%s); retrying in %.2fs",
+                    self.subscription_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                if self._ended:
+                    raise _Ended from None
+        if self._ended:
+            raise _Ended
+        self._page.extend(StreamEvent.from_stored(event) for event in events)
+        if len(events) < self._page_size:
+            self._catch_up_target = None
+            self._covered = max(self._covered, target)
+
+    # -- lifecycle and figures --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """End this receiver and remove its subscription from the streamer. Idempotent."""
+        self._streamer._remove(self.subscription_id, self)
+        self._end()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def stats(self) -> ReceiverStats:
+        """Delivered count, last position, lag behind the head, buffer depth, catch-ups."""
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return ReceiverStats(
+            subscription_id=self.subscription_id,
+            delivered=self._delivered,
+            last_position=self._last,
+            lag=max(0, self._streamer._head - self._covered),
+            buffer_depth=len(self._buffer) + len(self._page),
+            capacity=self._capacity,
+            catch_ups=self._catch_ups,
+            overflows=self._overflows,
+            live=self._live_since is not None and self._catch_up_target is None,
+            events_per_second=self._delivered / elapsed,
+        )

@@ -1,0 +1,209 @@
+"""EventStreamer: fan-out of published events to filtered, bounded receivers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import (
+    ConfigurationError,
+    DuplicateSubscriptionError,
+    InvalidInputError,
+    UnknownSubscriptionError,
+)
+from ..models import Event
+from ..store.validation import check_position
+from .receiver import EventStreamReceiver, ReceiverStats
+from .source import EventSource
+from .stream_event import StreamEvent
+from .subscription import Subscription
+
+logger = logging.getLogger("eventuali_pg.stream")
+
+
+@dataclass(frozen=True)
+class StreamerStats:
+    """A snapshot of a streamer's figures and those of each of its receivers."""
+
+    global_position: int
+    published: int
+    duplicates_ignored: int
+    receivers: tuple[ReceiverStats, ...]
+
+
+class EventStreamer:
+    """Publishes events to subscribers, each through its own bounded receiver.
+
+    ``capacity`` is the size of every receiver's buffer. Publishing never waits: a receiver
+    whose buffer is full catches up from the attached store (or, with none, raises
+    :class:`SubscriptionLagged` once its buffer is drained). Attach the streamer to a store with
+    ``EventStore.create(dsn, streamer=streamer)`` or ``await store.attach_streamer(streamer)`` and
+    every saved event is published here, in global order, exactly once.
+    """
+
+    def __init__(self, capacity: int = 1000) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise InvalidInputError(
+                f"capacity must be an integer >= 1 (events buffered per receiver), got {capacity!r}"
+            )
+        self._capacity = capacity
+        self._receivers: dict[str, EventStreamReceiver] = {}
+        self._head = 0
+        self._stream_positions: dict[str, int] = {}
+        self._source: EventSource | None = None
+        self._published = 0
+        self._duplicates = 0
+
+    @property
+    def capacity(self) -> int:
+        """Buffer size of each receiver."""
+        return self._capacity
+
+    @property
+    def subscription_ids(self) -> list[str]:
+        """Ids of the active subscriptions."""
+        return list(self._receivers)
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    async def subscribe(
+        self, subscription: Subscription, from_position: int | None = None
+    ) -> EventStreamReceiver:
+        """Start delivering events matching ``subscription``; returns its receiver.
+
+        With ``from_position=N`` (or ``subscription.from_position``) the receiver first gets
+        every matching event after global position N from the attached store, then continues
+        live with no gap and no duplicate. Without it, delivery starts with the next event
+        published. Raises :class:`DuplicateSubscriptionError` if the id is already active.
+        """
+        if not isinstance(subscription, Subscription):
+            raise InvalidInputError(
+                f"subscribe() takes a Subscription, got {type(subscription).__name__}"
+            )
+        if from_position is None:
+            from_position = subscription.from_position
+        else:
+            check_position(from_position, what="from_position")
+        subscription_id = subscription.subscription_id
+        if subscription_id in self._receivers:
+            raise DuplicateSubscriptionError(
+                f"a subscription with id {subscription_id!r} is already active; unsubscribe it "
+                "first or choose another id"
+            )
+        head = self._head
+        start = head if from_position is None else from_position
+        if start < head and self._source is None:
+            raise ConfigurationError(
+                f"cannot start subscription {subscription_id!r} at position {start}: the streamer "
+                f"has already published up to {head} and has no store to catch up from; attach "
+                "it to an EventStore (EventStore.create(dsn, streamer=streamer))"
+            )
+        receiver = EventStreamReceiver(
+            self, subscription, capacity=self._capacity, start_after=start
+        )
+        self._receivers[subscription_id] = receiver
+        receiver._join_live(head)
+        return receiver
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        """Stop delivery to a subscription; its receiver's iteration ends.
+
+        Raises :class:`UnknownSubscriptionError` when no active subscription has this id.
+        """
+        receiver = self._receivers.pop(subscription_id, None)
+        if receiver is None:
+            raise UnknownSubscriptionError(
+                f"no active subscription with id {subscription_id!r}; active ids: "
+                f"{sorted(self._receivers) or 'none'}"
+            )
+        receiver._end()
+
+    def _remove(self, subscription_id: str, receiver: EventStreamReceiver) -> None:
+        if self._receivers.get(subscription_id) is receiver:
+            del self._receivers[subscription_id]
+
+    # -- positions ------------------------------------------------------------------------------
+
+    async def get_global_position(self) -> int:
+        """The highest global position published so far (0 before any)."""
+        return self._head
+
+    async def get_stream_position(self, stream_id: str) -> int | None:
+        """The last stream position (aggregate version) published for aggregate ``stream_id``,
+        None if none was published."""
+        if self._source is not None:
+            if self._head == 0:
+                return None
+            return await self._source.get_stream_position_at(stream_id, self._head)
+        return self._stream_positions.get(stream_id)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish_event(self, event: Event, stream_position: int, global_position: int) -> bool:
+        """Publish one event by hand. A global position at or below the last published one is
+        ignored as a duplicate (returns False).
+
+        With a store attached the store publishes every saved event itself; publishing by hand
+        as well only makes sense for events that are not in that store.
+        """
+        if not isinstance(event, Event):
+            raise InvalidInputError(f"publish_event() takes an Event, got {type(event).__name__}")
+        for name, value in (
+            ("stream_position", stream_position),
+            ("global_position", global_position),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+        return self._publish(StreamEvent(event, stream_position, global_position))
+
+    def _publish(self, item: StreamEvent) -> bool:
+        if item.global_position <= self._head:
+            self._duplicates += 1
+            return False
+        self._head = item.global_position
+        self._published += 1
+        if self._source is None:
+            self._stream_positions[item.event.aggregate_id] = item.stream_position
+        for receiver in self._receivers.values():
+            receiver._offer(item)
+        return True
+
+    def _publish_many(self, items: Iterable[StreamEvent]) -> None:
+        for item in items:
+            self._publish(item)
+
+    # -- store attachment -----------------------------------------------------------------------
+
+    def _attach_source(self, source: EventSource, head: int) -> None:
+        if self._source is not None and self._source is not source:
+            raise ConfigurationError(
+                "this streamer is already attached to another EventStore; a streamer follows one "
+                "store (one global order). Create another EventStreamer for the second store"
+            )
+        if self._head > head:
+            raise ConfigurationError(
+                f"this streamer has already published up to position {self._head}, beyond the "
+                f"store's head {head}; attach a fresh EventStreamer"
+            )
+        self._source = source
+        self._head = head
+        self._stream_positions.clear()
+
+    def _detach_source(self, source: EventSource) -> None:
+        if self._source is not source:
+            return
+        self._source = None
+        receivers = list(self._receivers.values())
+        self._receivers.clear()
+        for receiver in receivers:
+            receiver._end()
+
+    def stats(self) -> StreamerStats:
+        """Published count, head, and every receiver's figures."""
+        return StreamerStats(
+            global_position=self._head,
+            published=self._published,
+            duplicates_ignored=self._duplicates,
+            receivers=tuple(receiver.stats() for receiver in self._receivers.values()),
+        )
