@@ -30,7 +30,15 @@ from typing import Any, Literal
 
 from .errors import ConfigurationError
 
-__all__ = ["ShutdownMode", "default_data_dir", "start", "status", "stop", "url"]
+__all__ = [
+    "DATA_DIR_ENVIRONMENT_VARIABLE",
+    "ShutdownMode",
+    "default_data_dir",
+    "start",
+    "status",
+    "stop",
+    "url",
+]
 
 #: How :func:`stop` shuts the server down, as in ``pg_ctl stop -m``.
 ShutdownMode = Literal["smart", "fast", "immediate"]
@@ -91,13 +99,21 @@ def _scratch_root() -> Path:
     return candidate
 
 
+#: Environment variable naming the embedded server's data folder (overrides the default).
+DATA_DIR_ENVIRONMENT_VARIABLE = "EVENTUALI_PG_DATA_DIR"
+
+
 def default_data_dir() -> Path:
     """The stable per-user data folder of the embedded server.
 
-    For root this is ``/var/tmp/eventuali-pg-<uid>/data`` (never under the home folder, since the
-    server runs as another user that must read every parent folder); for other users it is
+    ``EVENTUALI_PG_DATA_DIR`` wins when set. Otherwise, for root this is
+    ``/var/tmp/eventuali-pg-<uid>/data`` (never under the home folder, since the server runs as
+    another user that must read every parent folder); for other users it is
     ``$XDG_DATA_HOME/eventuali-pg/data`` (``~/.local/share/eventuali-pg/data``).
     """
+    configured = os.environ.get(DATA_DIR_ENVIRONMENT_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser()
     uid = os.geteuid() if hasattr(os, "geteuid") else 0
     if os.name == "posix" and uid != 0:
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
+import weakref
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,22 @@ async def fetch_revision(connection: asyncpg.Connection, schema: str) -> str | N
     return str(value) if value is not None else None
 
 
+# Alembic keeps the running migration's context in module globals (alembic.context, alembic.op),
+# so two runs interleaving on one event loop would clobber each other: they take turns here
+# (other processes are kept apart by the advisory lock in env.py).
+_RUN_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _run_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _RUN_LOCKS.get(loop)
+    if lock is None:
+        lock = _RUN_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
 async def _run(dsn: str | None, schema: str, action: Any) -> None:
     config = alembic_config(schema)
     engine = create_engine_for(resolve_dsn(dsn))
@@ -149,7 +167,7 @@ async def _run(dsn: str | None, schema: str, action: Any) -> None:
         action(config)
 
     try:
-        async with engine.begin() as connection:
+        async with _run_lock(), engine.begin() as connection:
             await connection.run_sync(run)
     finally:
         await engine.dispose()

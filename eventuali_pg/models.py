@@ -56,7 +56,11 @@ class Event(BaseModel):
     Redefining the same class (same module and qualified name) replaces it silently.
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=False)
+    # NaN/Infinity must reach the JSON encoder as floats so it rejects them; pydantic's default
+    # ("null") would silently store a NaN held in an Any-typed field or in metadata as null.
+    model_config = ConfigDict(
+        extra="allow", validate_assignment=False, ser_json_inf_nan="constants"
+    )
 
     __event_type__: ClassVar[str] = "Event"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -23,6 +22,7 @@ from ..errors import (
 )
 from ..models import Aggregate, Event
 from . import connection as db
+from .append import AppendCoalescer, SaveUnit, append_arguments
 from .codec import EncodedBatch, records_to_events
 from .schema import DEFAULT_SCHEMA
 from .sql import StoreSql, store_sql
@@ -68,6 +68,8 @@ class EventStore:
         *,
         max_payload_bytes: int,
         feed_options: FeedOptions,
+        max_batch_events: int = 1000,
+        max_batch_wait: float = 0.0,
     ) -> None:
         """Use :meth:`EventStore.create`; this wires an already opened pool."""
         self._pool = pool
@@ -78,6 +80,9 @@ class EventStore:
         self._feed: StoreFeed | None = None
         self._feed_lock = asyncio.Lock()
         self._closed = False
+        self._coalescer = AppendCoalescer(
+            self._append_group, max_events=max_batch_events, max_wait=max_batch_wait
+        )
 
     @classmethod
     async def create(
@@ -96,6 +101,8 @@ class EventStore:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 5.0,
         page_size: int = 1000,
+        max_batch_events: int = 1000,
+        max_batch_wait: float = 0.0,
         **unknown: object,
     ) -> Self:
         """Connect to PostgreSQL and check that the schema is migrated.
@@ -111,13 +118,17 @@ class EventStore:
         back up lost notifications; default 1.0, or 0.2 without LISTEN),
         ``heartbeat_interval``/``heartbeat_timeout`` (checks of the LISTEN connection),
         ``page_size`` (rows per read).
+
+        Concurrent saves are coalesced into one transaction of at most ``max_batch_events``
+        events (1 turns coalescing off); ``max_batch_wait`` seconds (default 0: never wait) lets
+        a save wait for company.
         """
         if unknown:
             raise ConfigurationError(
                 f"unknown EventStore option(s): {', '.join(sorted(unknown))}. Valid options: "
                 "dsn, schema, channel, max_payload_bytes, pool_min_size, pool_max_size, "
                 "connect_timeout, streamer, notify, poll_interval, heartbeat_interval, "
-                "heartbeat_timeout, page_size"
+                "heartbeat_timeout, page_size, max_batch_events, max_batch_wait"
             )
         feed_options = _feed_options(
             notify=notify,
@@ -131,6 +142,15 @@ class EventStore:
         validate_identifier(schema, what="schema name")
         sql = store_sql(schema, channel if channel is not None else schema)
         _check_positive_int(max_payload_bytes, "max_payload_bytes")
+        _check_positive_int(max_batch_events, "max_batch_events")
+        if (
+            isinstance(max_batch_wait, bool)
+            or not isinstance(max_batch_wait, (int, float))
+            or not 0 <= max_batch_wait <= 1
+        ):
+            raise ConfigurationError(
+                f"max_batch_wait must be a number of seconds from 0 to 1, got {max_batch_wait!r}"
+            )
         _check_positive_int(pool_max_size, "pool_max_size")
         if (
             isinstance(pool_min_size, bool)
@@ -150,7 +170,13 @@ class EventStore:
             await pool.close()
             raise
         store = cls(
-            pool, resolved, sql, max_payload_bytes=max_payload_bytes, feed_options=feed_options
+            pool,
+            resolved,
+            sql,
+            max_payload_bytes=max_payload_bytes,
+            feed_options=feed_options,
+            max_batch_events=max_batch_events,
+            max_batch_wait=float(max_batch_wait),
         )
         if streamer is not None:
             try:
@@ -192,72 +218,84 @@ class EventStore:
         await self.save_all([aggregate])
 
     async def save_all(self, aggregates: Iterable[Aggregate]) -> None:
-        """Append the uncommitted events of several aggregates in one transaction (all or none)."""
+        """Append the uncommitted events of several aggregates in one transaction (all or none).
+
+        Concurrent calls are coalesced into one transaction (one sequence advance, one NOTIFY,
+        one disk flush) while each call keeps its own outcome; see ``max_batch_events``.
+        """
         self._check_open()
         pending = check_aggregates_to_save(aggregates)
         if not pending:
             return
         batch = EncodedBatch()
+        expected: list[int] = []
         for aggregate in pending:
-            for event in aggregate.get_uncommitted_events():
+            events = aggregate.get_uncommitted_events()
+            expected.append(aggregate.version - len(events))
+            for event in events:
                 batch.add(event, max_payload_bytes=self._max_payload_bytes)
-        expected = [
-            aggregate.version - len(aggregate.get_uncommitted_events()) for aggregate in pending
-        ]
-        head, recorded_at = await self._append(pending, expected, batch)
-        position = head - len(batch)
+        unit = SaveUnit(pending, expected, batch)
+        await self._coalescer.submit(unit)
+        position = unit.first_position
         for aggregate in pending:
             for event in aggregate.get_uncommitted_events():
-                position += 1
                 event.global_position = position
-                event.recorded_at = recorded_at
+                event.recorded_at = unit.recorded_at
+                position += 1
             aggregate.mark_events_as_committed()
-        if self._feed is not None:
-            self._feed.wake(head)
 
-    async def _append(
-        self, pending: Sequence[Aggregate], expected: list[int], batch: EncodedBatch
-    ) -> tuple[int, datetime]:
-        ids = [aggregate.id for aggregate in pending]
+    async def _append_group(self, group: list[SaveUnit]) -> None:
         try:
             async with self._pool.acquire() as conn:
-                try:
-                    row = await conn.fetchrow(
-                        self._sql.append,
-                        ids,
-                        expected,
-                        len(batch),
-                        *batch.columns(),
-                        self._sql.channel,
-                    )
-                except asyncpg.UniqueViolationError as exc:
-                    if exc.constraint_name == "events_event_id_key":
-                        raise InvalidInputError(
-                            f"an event id of this save is already stored ({exc.detail}); "
-                            "every event needs a new event_id"
-                        ) from exc
-                    row = None
-                if row is None:
-                    raise await self._concurrency_error(conn, ids, expected)
+                await self._append_with(conn, group)
         except _LOST_CONNECTION as exc:
             raise DatabaseUnavailableError(
                 f"lost the connection to PostgreSQL while saving ({exc}); the save may or may "
                 "not have been committed: reload the aggregate to see, then retry if needed"
             ) from exc
-        return int(row["head"]), row["recorded_at"]
+
+    async def _append_with(self, conn: asyncpg.Connection, group: list[SaveUnit]) -> None:
+        try:
+            row = await conn.fetchrow(self._sql.append, *append_arguments(group, self.channel))
+        except asyncpg.UniqueViolationError as exc:
+            if len(group) > 1:
+                # Another process raced one of these aggregates; judge each save on its own.
+                for unit in group:
+                    await self._append_with(conn, [unit])
+                return
+            if exc.constraint_name == "events_event_id_key":
+                group[0].fail(
+                    InvalidInputError(
+                        f"an event id of this save is already stored ({exc.detail}); "
+                        "every event needs a new event_id"
+                    )
+                )
+            else:
+                group[0].fail(await self._concurrency_error(conn, group[0]))
+            return
+        rejected = set(row["rejected"])
+        accepted = sum(len(unit.batch) for index, unit in enumerate(group) if index not in rejected)
+        position = (row["head"] or 0) - accepted + 1
+        for index, unit in enumerate(group):
+            if index in rejected:
+                unit.fail(await self._concurrency_error(conn, unit))
+            else:
+                unit.succeed(position, row["recorded_at"])
+                position += len(unit.batch)
+        if row["head"] is not None and self._feed is not None:
+            self._feed.wake(row["head"])
 
     async def _concurrency_error(
-        self, conn: asyncpg.Connection, ids: list[str], expected: list[int]
+        self, conn: asyncpg.Connection, unit: SaveUnit
     ) -> ConcurrencyError:
+        ids = unit.aggregate_ids
         rows = await conn.fetch(self._sql.aggregate_versions, ids)
         actual = {row["aggregate_id"]: int(row["version"]) for row in rows}
-        for aggregate_id, expected_version in zip(ids, expected, strict=True):
-            actual_version = actual.get(aggregate_id, 0)
-            if actual_version != expected_version:
-                break
-        else:
-            aggregate_id, expected_version = ids[0], expected[0]
-            actual_version = actual.get(aggregate_id, 0)
+        pairs = list(zip(ids, unit.expected_versions, strict=True))
+        aggregate_id, expected_version = next(
+            ((i, v) for i, v in pairs if actual.get(i, 0) != v), pairs[0]
+        )
+        actual_version = actual.get(aggregate_id, 0)
         return ConcurrencyError(
             f"aggregate {aggregate_id!r} was expected at version {expected_version} but is at "
             f"version {actual_version}: another writer saved first. Nothing was written; reload "
@@ -416,6 +454,7 @@ class EventStore:
         if self._closed:
             return
         self._closed = True
+        await self._coalescer.wait_idle()
         feed, self._feed = self._feed, None
         try:
             if feed is not None:

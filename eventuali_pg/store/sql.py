@@ -27,12 +27,13 @@ class StoreSql:
 
     @property
     def append(self) -> str:
-        """Append a batch of events to one or more aggregates, as one statement.
+        """Append the events of one or more save units (one per ``save``/``save_all`` call).
 
-        ``$1``/``$2``: aggregate ids and the version each is expected to be at; ``$3``: number of
-        events; ``$4..$15``: one array per column; ``$16``: notification channel. Returns the new
-        head position and the commit timestamp, or no row when an expected version does not
-        match (then nothing is written).
+        ``$1..$3``: per aggregate, its unit, id and expected version; ``$4..$16``: per event, its
+        unit and one array per column; ``$17``: notification channel. A unit with an aggregate
+        whose version is not the expected one is rejected whole; the other units are written
+        with dense positions in input order. Returns one row: the new head (NULL when nothing
+        was written), the commit timestamp, and the rejected units.
 
         Run outside an explicit transaction, the statement is its own transaction: the sequence
         row is locked from the UPDATE until the commit that follows at once, so appenders commit
@@ -41,35 +42,41 @@ class StoreSql:
         s = self.schema
         return f"""
 WITH expected AS (
-    SELECT e.aggregate_id, e.expected_version
-    FROM unnest($1::text[], $2::int[]) AS e(aggregate_id, expected_version)
-), conflict AS (
-    SELECT 1 FROM expected e
+    SELECT e.unit, e.aggregate_id, e.expected_version
+    FROM unnest($1::int[], $2::text[], $3::int[]) AS e(unit, aggregate_id, expected_version)
+), rejected AS (
+    SELECT DISTINCT e.unit FROM expected e
     WHERE e.expected_version <> COALESCE(
         (SELECT max(ev.aggregate_version) FROM {s}.events ev
          WHERE ev.aggregate_id = e.aggregate_id), 0)
-    LIMIT 1
+), accepted AS (
+    SELECT t.*, row_number() OVER (ORDER BY t.ord) AS rn
+    FROM unnest($4::int[], $5::uuid[], $6::text[], $7::text[], $8::int[], $9::text[],
+                $10::int[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                $16::timestamptz[])
+         WITH ORDINALITY AS t(unit, event_id, aggregate_id, aggregate_type, aggregate_version,
+                              event_type, event_version, payload, causation_id, correlation_id,
+                              user_id, metadata, occurred_at, ord)
+    WHERE t.unit NOT IN (SELECT unit FROM rejected)
+), total AS (
+    SELECT count(*)::bigint AS n FROM accepted
 ), seq AS (
-    UPDATE {s}.global_sequence SET position = position + $3::bigint
-    WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM conflict)
-    RETURNING position
+    UPDATE {s}.global_sequence SET position = position + total.n
+    FROM total WHERE id = 1 AND total.n > 0
+    RETURNING position, total.n
 ), inserted AS (
     INSERT INTO {s}.events (
         global_position, event_id, aggregate_id, aggregate_type, aggregate_version, event_type,
         event_version, payload, causation_id, correlation_id, user_id, metadata, occurred_at)
-    SELECT seq.position - $3::bigint + t.ord, t.event_id, t.aggregate_id, t.aggregate_type,
-           t.aggregate_version, t.event_type, t.event_version, t.payload::jsonb, t.causation_id,
-           t.correlation_id, t.user_id, t.metadata::jsonb, t.occurred_at
-    FROM seq, unnest($4::uuid[], $5::text[], $6::text[], $7::int[], $8::text[], $9::int[],
-                     $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-                     $15::timestamptz[])
-         WITH ORDINALITY AS t(event_id, aggregate_id, aggregate_type, aggregate_version,
-                              event_type, event_version, payload, causation_id, correlation_id,
-                              user_id, metadata, occurred_at, ord)
+    SELECT seq.position - seq.n + a.rn, a.event_id, a.aggregate_id, a.aggregate_type,
+           a.aggregate_version, a.event_type, a.event_version, a.payload::jsonb, a.causation_id,
+           a.correlation_id, a.user_id, a.metadata::jsonb, a.occurred_at
+    FROM seq, accepted a
     RETURNING 1
 )
-SELECT seq.position AS head, now() AS recorded_at, pg_notify($16, seq.position::text)
-FROM seq
+SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
+       ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected,
+       (SELECT pg_notify($17, position::text) FROM seq) AS notified
 """
 
     @property
