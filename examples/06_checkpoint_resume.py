@@ -10,7 +10,7 @@ from eventuali_pg import EventStore, EventStreamer, Subscription
 async def consume(dsn: str, from_position: int, count: int) -> tuple[list[int], int]:
     """Receive `count` User events after `from_position`; return positions and the checkpoint."""
     streamer = EventStreamer()
-    async with await EventStore.create(dsn, streamer=streamer) as store:
+    async with await EventStore.create(dsn, streamer=streamer):
         receiver = await streamer.subscribe(
             Subscription(aggregate_type_filter="User", from_position=from_position)
         )
