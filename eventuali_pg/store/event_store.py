@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -44,12 +45,13 @@ A = TypeVar("A", bound=Aggregate)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
+# Failures that mean "the server or the connection went away", as opposed to a refused statement.
 _LOST_CONNECTION = (
     OSError,
-    asyncpg.ConnectionDoesNotExistError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CannotConnectNowError,
 )
 
 
@@ -426,6 +428,24 @@ class EventStore:
     def stats(self) -> FeedStats | None:
         """Delivery figures (reconnects, notifications, polls, reads); None with no streamer."""
         return self._feed.stats() if self._feed is not None else None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """Borrow a pooled connection for the block (``async with store.connection() as conn``).
+
+        Projections use it to write a read model and their checkpoint in one transaction. The
+        connection goes back to the pool when the block ends (an open transaction is rolled
+        back). Raises :class:`DatabaseUnavailableError` when no connection can be opened.
+        """
+        self._check_open()
+        try:
+            conn = await self._pool.acquire()
+        except _LOST_CONNECTION as exc:
+            raise db.unreachable(self._dsn, exc) from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         self._check_open()

@@ -135,10 +135,15 @@ class StoreFeed:
                 backoff.reset()
             except StoreClosedError:
                 return
-            except (EventualiError, OSError) as exc:
+            except Exception as exc:  # the reader must outlive any failed read
                 self._read_errors += 1
                 delay = backoff.next_delay()
-                logger.warning("reading new events failed (%s); retrying in %.2fs", exc, delay)
+                logger.warning(
+                    "reading new events failed (%s); retrying in %.2fs",
+                    exc,
+                    delay,
+                    exc_info=not isinstance(exc, EventualiError),
+                )
                 await asyncio.sleep(delay)
                 self._wake.set()
 

@@ -96,12 +96,7 @@ class NotificationListener:
             terminated = asyncio.Event()
             try:
                 await self._connect(terminated)
-            except (
-                DatabaseUnavailableError,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-            ) as exc:
+            except Exception as exc:  # any failure to connect is retried; the first is reported
                 await self._drop_connection()
                 if first:
                     self._first_error = (
