@@ -92,6 +92,9 @@ class EventStreamReceiver:
         self._catch_ups = 0
         self._overflows = 0
         self._started = time.monotonic()
+        self._filtered = (
+            subscription.aggregate_types is not None or subscription.event_types is not None
+        )
 
     @property
     def subscription(self) -> Subscription:
@@ -128,7 +131,7 @@ class EventStreamReceiver:
             return
         if item.global_position <= live_since:
             return
-        if not self._subscription.matches(item.event):
+        if self._filtered and not self._subscription.matches(item.event):
             if not self._buffer and self._catch_up_target is None and not self._page:
                 self._covered = item.global_position
             return
@@ -153,6 +156,17 @@ class EventStreamReceiver:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        buffer = self._buffer
+        if buffer and not self._page and self._catch_up_target is None and not self._ended:
+            # Fast path: the next event is already buffered and nothing comes before it.
+            item = buffer.popleft()
+            position = item.global_position
+            if position > self._last:
+                self._last = position
+                if position > self._covered:
+                    self._covered = position
+                self._delivered += 1
+                return item
         try:
             return await self._next()
         except _Ended:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..models import Event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEvent:
     """One delivered event.
 

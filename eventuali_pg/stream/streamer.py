@@ -147,17 +147,18 @@ class EventStreamer:
         With a store attached the store publishes every saved event itself; publishing by hand
         as well only makes sense for events that are not in that store.
         """
-        if not isinstance(event, Event):
-            raise InvalidInputError(f"publish_event() takes an Event, got {type(event).__name__}")
-        for name, value in (
-            ("stream_position", stream_position),
-            ("global_position", global_position),
+        if not (
+            isinstance(event, Event)
+            and type(stream_position) is int
+            and type(global_position) is int
+            and stream_position >= 1
+            and global_position >= 1
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+            _reject_publish(event, stream_position, global_position)
         return self._publish(StreamEvent(event, stream_position, global_position))
 
     def _publish(self, item: StreamEvent) -> bool:
+        """Offer ``item`` to every receiver unless its position was already published."""
         if item.global_position <= self._head:
             self._duplicates += 1
             return False
@@ -207,3 +208,11 @@ class EventStreamer:
             duplicates_ignored=self._duplicates,
             receivers=tuple(receiver.stats() for receiver in self._receivers.values()),
         )
+
+
+def _reject_publish(event: object, stream_position: object, global_position: object) -> None:
+    if not isinstance(event, Event):
+        raise InvalidInputError(f"publish_event() takes an Event, got {type(event).__name__}")
+    for name, value in (("stream_position", stream_position), ("global_position", global_position)):
+        if type(value) is not int or value < 1:
+            raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
