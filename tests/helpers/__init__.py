@@ -1,0 +1,1 @@
+"""Shared helpers of the store tests (domain classes, database checks)."""
