@@ -1,0 +1,187 @@
+"""The ``eventuali-pg`` command line (also ``python -m eventuali_pg``).
+
+:func:`main` parses the arguments, imports the one command module it needs, runs it (async
+commands under :func:`asyncio.run`, with SIGTERM handled like Ctrl-C), and turns every outcome
+into an exit code: 0 ok, 1 error, 2 bad usage, 3 check failed, 130 interrupted, 143 terminated.
+Errors are one ``error: <message>`` line on stderr, never a traceback (unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from .parser import HANDLER, PROG, UsageError, build_parser
+
+__all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CHECK_FAILED = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+#: What a command handler returns: an exit code, or a coroutine producing one.
+CommandResult = int | Coroutine[Any, Any, int]
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while an async command ran."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``eventuali-pg`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or bad usage (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.version:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"{PROG} {version('eventuali-pg')}")
+        except PackageNotFoundError:
+            print(f"{PROG} (not installed)")
+        return EXIT_OK
+    handler_name = getattr(args, HANDLER, None)
+    if handler_name is None:
+        print(f"{PROG}: error: choose a command (see `{PROG} --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    debug = bool(args.debug)
+    _configure_logging(debug)
+    try:
+        return _run(_load_handler(str(handler_name)), args)
+    except UsageError as exc:
+        command = f"{PROG} {args.command}"
+        print(f"{command}: error: {exc} (see `{command} --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        return EXIT_INTERRUPTED
+    except _Terminated:
+        _stderr("terminated")
+        return EXIT_TERMINATED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        return _report(exc, debug)
+
+
+def _load_handler(name: str) -> Callable[[Any], CommandResult]:
+    module_name, _, function = name.partition(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    handler: Callable[[Any], CommandResult] = getattr(module, function)
+    return handler
+
+
+def _run(handler: Callable[[Any], CommandResult], args: Any) -> int:
+    result = handler(args)
+    if isinstance(result, int):
+        return result
+    return asyncio.run(_with_sigterm(result))
+
+
+async def _with_sigterm(command: Coroutine[Any, Any, int]) -> int:
+    """Run ``command``; SIGTERM cancels it (so its cleanup runs) and raises _Terminated."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    installed = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        installed = True
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    """Print one line for ``exc`` (a traceback too with --debug); return the exit code."""
+    from ..errors import EventualiError
+
+    leaf = _single_leaf(exc)
+    if leaf is not exc and isinstance(leaf, (KeyboardInterrupt, BrokenPipeError, _Terminated)):
+        if isinstance(leaf, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_OK
+        _stderr("interrupted" if isinstance(leaf, KeyboardInterrupt) else "terminated")
+        return EXIT_INTERRUPTED if isinstance(leaf, KeyboardInterrupt) else EXIT_TERMINATED
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(leaf, EventualiError):
+        message = str(leaf)
+    elif type(leaf).__module__.startswith("asyncpg"):
+        message = f"PostgreSQL: {leaf}"
+    elif isinstance(leaf, OSError):
+        message = str(leaf)
+    else:
+        message = f"unexpected {type(leaf).__name__}: {leaf}"
+        if not debug:
+            message += f" (run `{PROG} --debug ...` for the traceback)"
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _single_leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _stderr(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on a closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Library warnings (reconnects, retries) go to stderr; everything with --debug."""
+    root = logging.getLogger("eventuali_pg")
+    if not any(getattr(h, "_eventuali_pg_cli", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
+        handler._eventuali_pg_cli = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.propagate = False

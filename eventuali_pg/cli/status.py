@@ -1,0 +1,181 @@
+"""``eventuali-pg status``: head, write rate, subscription lag, dead letters, listeners."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from . import EXIT_OK
+from .output import console, json_text
+from .target import CLI_APPLICATION_NAME, Target, check_schema, connect, resolve
+
+if TYPE_CHECKING:
+    import asyncpg
+
+#: The rate is counted among at most this many of the newest events (a bounded index scan).
+RATE_WINDOW_ROWS = 200_000
+RATE_SECONDS = 60
+
+#: Tables another part of eventuali-pg may add for parked events, checked in this order.
+DEAD_LETTER_TABLES = ("dead_letters", "dead_letter", "dead_letter_events")
+#: Columns naming the subscription a dead letter belongs to, checked in this order.
+DEAD_LETTER_GROUP_COLUMNS = ("subscription_id", "projection", "projection_name", "subscription")
+
+#: application_name of LISTEN connections that identify themselves.
+LISTENER_APPLICATION_NAME = "eventuali_pg_listener"
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Print the status of the event store (a table, or one JSON object with ``--json``)."""
+    target = await resolve(args)
+    connection = await connect(target)
+    try:
+        report = await collect(connection, target)
+    finally:
+        await connection.close()
+    if args.json:
+        print(json_text(report))
+    else:
+        _print(report)
+    return EXIT_OK
+
+
+async def collect(connection: asyncpg.Connection, target: Target) -> dict[str, Any]:
+    """Gather every figure of the status report as a JSON-ready dict."""
+    schema = target.schema
+    revision = await check_schema(connection, schema)
+    head = int(
+        await connection.fetchval(f"SELECT position FROM {schema}.global_sequence WHERE id = 1")
+        or 0
+    )
+    recent = int(
+        await connection.fetchval(
+            f"SELECT count(*) FROM (SELECT recorded_at FROM {schema}.events "
+            "ORDER BY global_position DESC LIMIT $1) AS newest "
+            "WHERE recorded_at > now() - make_interval(secs => $2)",
+            RATE_WINDOW_ROWS,
+            RATE_SECONDS,
+        )
+    )
+    last_recorded = await connection.fetchval(
+        f"SELECT recorded_at FROM {schema}.events ORDER BY global_position DESC LIMIT 1"
+    )
+    checkpoints = await connection.fetch(
+        f"SELECT subscription_id, position, updated_at FROM {schema}.checkpoints "
+        "ORDER BY subscription_id"
+    )
+    return {
+        "database": target.describe(),
+        "schema": schema,
+        "revision": revision,
+        "head": head,
+        "last_recorded_at": last_recorded.isoformat() if last_recorded else None,
+        "events_last_minute": recent,
+        "events_last_minute_capped": recent >= RATE_WINDOW_ROWS,
+        "events_per_second": round(recent / RATE_SECONDS, 2),
+        "subscriptions": [
+            {
+                "subscription_id": row["subscription_id"],
+                "checkpoint": int(row["position"]),
+                "lag": max(0, head - int(row["position"])),
+                "updated_at": row["updated_at"].isoformat(),
+            }
+            for row in checkpoints
+        ],
+        "dead_letters": await _dead_letters(connection, schema),
+        "connections": await _connections(connection),
+    }
+
+
+async def _dead_letters(connection: asyncpg.Connection, schema: str) -> dict[str, Any] | None:
+    """Counts of parked events, or None when the schema has no dead-letter table."""
+    for name in DEAD_LETTER_TABLES:
+        if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.{name}"):
+            break
+    else:
+        return None
+    columns = {
+        row["column_name"]
+        for row in await connection.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = $2",
+            schema,
+            name,
+        )
+    }
+    total = int(await connection.fetchval(f"SELECT count(*) FROM {schema}.{name}"))
+    by_subscription: dict[str, int] = {}
+    group = next((column for column in DEAD_LETTER_GROUP_COLUMNS if column in columns), None)
+    if group is not None:
+        rows = await connection.fetch(
+            f'SELECT "{group}"::text AS key, count(*) AS n FROM {schema}.{name} '
+            f'GROUP BY "{group}" ORDER BY "{group}"'
+        )
+        by_subscription = {str(row["key"]): int(row["n"]) for row in rows}
+    return {"table": f"{schema}.{name}", "total": total, "by_subscription": by_subscription}
+
+
+async def _connections(connection: asyncpg.Connection) -> dict[str, Any]:
+    """eventuali-pg connections to this database, other than this command's own."""
+    rows = await connection.fetch(
+        "SELECT application_name, count(*) AS n, max(client_addr::text) AS addr "
+        "FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND application_name LIKE 'eventuali\\_pg%' "
+        "AND application_name <> $1 GROUP BY application_name",
+        CLI_APPLICATION_NAME,
+    )
+    counts = {str(row["application_name"]): int(row["n"]) for row in rows}
+    return {
+        "total": sum(counts.values()),
+        "listeners": counts.get(LISTENER_APPLICATION_NAME, 0),
+        "by_application_name": counts,
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out = console()
+    rate = f"{report['events_per_second']:.2f}"
+    if report["events_last_minute_capped"]:
+        rate = f">= {rate}"
+    out.print(f"[bold]database[/]      {report['database']}")
+    out.print(f"[bold]schema[/]        {report['schema']} (revision {report['revision']})")
+    out.print(f"[bold]head[/]          {report['head']}")
+    out.print(
+        f"[bold]write rate[/]    {rate} events/s over the last minute "
+        f"({report['events_last_minute']} events; last recorded "
+        f"{report['last_recorded_at'] or 'never'})"
+    )
+    connections = report["connections"]
+    out.print(
+        f"[bold]connections[/]   {connections['total']} eventuali-pg connection(s), "
+        f"{connections['listeners']} identified as LISTEN connection(s)"
+    )
+    subscriptions = report["subscriptions"]
+    if subscriptions:
+        table = Table(title="durable subscriptions", box=box.SIMPLE_HEAD, title_justify="left")
+        table.add_column("subscription")
+        table.add_column("checkpoint", justify="right")
+        table.add_column("lag", justify="right")
+        table.add_column("updated (UTC)", style="dim")
+        for row in subscriptions:
+            lag = row["lag"]
+            table.add_row(
+                row["subscription_id"],
+                str(row["checkpoint"]),
+                f"[yellow]{lag}[/]" if lag else "0",
+                row["updated_at"][:19].replace("T", " "),
+            )
+        out.print(table)
+    else:
+        out.print("[bold]subscriptions[/] no durable subscription has a checkpoint yet")
+    dead = report["dead_letters"]
+    if dead is not None:
+        detail = ", ".join(f"{key}: {n}" for key, n in dead["by_subscription"].items())
+        colour = "red" if dead["total"] else "green"
+        out.print(
+            f"[bold]dead letters[/]  [{colour}]{dead['total']}[/] in {dead['table']}"
+            + (f" ({detail})" if detail else "")
+        )

@@ -1,0 +1,123 @@
+"""Which database a command talks to: --dsn, the environment, or the embedded server.
+
+With no DSN anywhere, commands start (or find) the embedded PostgreSQL server, say so in one
+line on stderr, and migrate it. With an explicit DSN nothing is created behind the user's back:
+a missing schema is a :class:`SchemaNotReadyError` naming ``eventuali-pg migrate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._dsn import DSN_ENVIRONMENT_VARIABLES, describe_dsn
+from ..errors import SchemaNotReadyError
+from .output import note
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ..store.event_store import EventStore
+    from ..stream.streamer import EventStreamer
+
+#: application_name of the CLI's own connections (so `status` can leave them out).
+CLI_APPLICATION_NAME = "eventuali_pg_cli"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved database: its DSN, and the data folder when it is the embedded server."""
+
+    dsn: str
+    schema: str
+    embedded_data_dir: Path | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when the DSN is the embedded server's."""
+        return self.embedded_data_dir is not None
+
+    def describe(self) -> str:
+        """Where the database is, for messages (never the password)."""
+        if self.embedded_data_dir is not None:
+            return f"the embedded server (data in {self.embedded_data_dir})"
+        return str(describe_dsn(self.dsn))
+
+
+def explicit_dsn(args: Any) -> str | None:
+    """``--dsn``, else ``EVENTUALI_PG_DSN``, else ``DATABASE_URL``; None when none is set."""
+    dsn = getattr(args, "dsn", None)
+    if dsn:
+        return str(dsn)
+    for name in DSN_ENVIRONMENT_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+async def resolve(args: Any, *, migrate_embedded: bool = True) -> Target:
+    """The command's database; starts and (by default) migrates the embedded server if needed."""
+    schema = str(args.schema)
+    dsn = explicit_dsn(args)
+    if dsn is not None:
+        return Target(dsn, schema)
+    from .. import embedded
+
+    data_dir = embedded.default_data_dir()
+    note(
+        f"using the embedded PostgreSQL server, data in {data_dir} "
+        "(use --dsn URL or EVENTUALI_PG_DSN to use another server)"
+    )
+    url = await asyncio.to_thread(embedded.start, data_dir)
+    target = Target(url, schema, data_dir)
+    if migrate_embedded:
+        from ..migration import migrate
+
+        await migrate(url, schema=schema)
+    return target
+
+
+async def open_store(
+    target: Target, *, streamer: EventStreamer | None = None, **options: Any
+) -> EventStore:
+    """An EventStore on ``target`` (checks the schema), with a small pool."""
+    from ..store.event_store import EventStore
+
+    settings: dict[str, Any] = {"pool_min_size": 1, "pool_max_size": 4, **options}
+    return await EventStore.create(target.dsn, schema=target.schema, streamer=streamer, **settings)
+
+
+async def connect(target: Target) -> asyncpg.Connection:
+    """One plain connection (application_name ``eventuali_pg_cli``)."""
+    from ..store.connection import connect as connect_to
+
+    return await connect_to(target.dsn, server_settings={"application_name": CLI_APPLICATION_NAME})
+
+
+async def check_schema(connection: asyncpg.Connection, schema: str) -> str:
+    """The schema's revision; raise SchemaNotReadyError naming the command to run if not head."""
+    from ..migration import fetch_revision, head_revision, known_revisions
+
+    revision = await fetch_revision(connection, schema)
+    head = head_revision()
+    command = f"run `eventuali-pg migrate --schema {schema}` (with the same --dsn)"
+    if revision is None:
+        raise SchemaNotReadyError(
+            f"the event store schema {schema!r} does not exist in this database; {command}"
+        )
+    if revision != head:
+        if revision in known_revisions():
+            raise SchemaNotReadyError(
+                f"the event store schema {schema!r} is at revision {revision}, older than this "
+                f"library's {head}; {command}"
+            )
+        raise SchemaNotReadyError(
+            f"the event store schema {schema!r} is at revision {revision}, which this version "
+            "of eventuali-pg does not know (the database was migrated by a newer release); "
+            "upgrade eventuali-pg"
+        )
+    return revision

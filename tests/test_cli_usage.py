@@ -1,0 +1,88 @@
+"""eventuali-pg: help, bad usage, unreachable databases, and commands needing no database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from helpers.cli_run import assert_one_clean_error_line, run_cli
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
+COMMANDS = ("migrate", "demo", "tail", "status", "events", "server")
+
+BAD_USAGE = [
+    ((), ["choose a command"]),
+    (("frobnicate",), ["invalid choice", "frobnicate"]),
+    (("tail", "--limit", "0"), ["--limit", "at least 1"]),
+    (("tail", "--from", "-3"), ["--from", "0 or more"]),
+    (("events", "--limit", "many"), ["--limit", "whole number"]),
+    (("status", "--schema", "Robert'); DROP TABLE x"), ["--schema"]),
+    (("demo", "--events", "0"), ["--events"]),
+    (("migrate", "current", "--sql"), ["--sql"]),
+    (("status", "--no-such-option"), ["unrecognized arguments"]),
+    (("server",), ["required"]),
+    (("tail", "--dsn", ""), ["--dsn", "empty"]),
+]
+
+NEEDS_A_DATABASE = [
+    ("status",),
+    ("events",),
+    ("tail",),
+    ("migrate",),
+    ("migrate", "current"),
+    ("demo", "--events", "10"),
+]
+
+
+async def test_help_lists_every_command_and_the_exit_codes() -> None:
+    result = await run_cli("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert f"  {name} " in result.stdout
+    for code in ("0", "1", "2", "3", "130"):
+        assert f"\n  {code} " in result.stdout
+    assert "EVENTUALI_PG_DSN" in result.stdout
+
+
+async def test_every_command_has_help_with_an_example() -> None:
+    results = await asyncio.gather(*(run_cli(name, "--help") for name in COMMANDS))
+    for name, result in zip(COMMANDS, results, strict=True):
+        assert result.returncode == 0, result.stderr
+        assert "examples:" in result.stdout
+        assert f"eventuali-pg {name}" in result.stdout.split("examples:")[1]
+        if name != "server":
+            assert "--dsn" in result.stdout and "--schema" in result.stdout
+
+
+async def test_bad_usage_is_one_line_and_exit_code_2() -> None:
+    results = await asyncio.gather(*(run_cli(*args) for args, _ in BAD_USAGE))
+    for (args, needles), result in zip(BAD_USAGE, results, strict=True):
+        assert result.returncode == 2, (args, result)
+        assert_one_clean_error_line(result.stderr, "error:", *needles)
+        assert result.stdout == ""
+
+
+async def test_an_unreachable_database_is_one_line_and_exit_code_1() -> None:
+    results = await asyncio.gather(
+        *(run_cli(*args, "--dsn", UNREACHABLE) for args in NEEDS_A_DATABASE),
+        run_cli("--dsn", UNREACHABLE, "status"),  # the option before the command works too
+    )
+    for result in results:
+        assert result.returncode == 1, result
+        assert_one_clean_error_line(
+            result.stderr, "error: cannot connect to PostgreSQL", "'127.0.0.1'", "port 1", "'x'"
+        )
+
+
+async def test_migrate_sql_prints_the_schema_without_a_database() -> None:
+    result = await run_cli("migrate", "--sql", "--schema", "cli_offline", "--dsn", UNREACHABLE)
+    assert result.returncode == 0, result.stderr
+    assert 'CREATE SCHEMA IF NOT EXISTS "cli_offline"' in result.stdout
+    for table in ("events", "global_sequence", "checkpoints"):
+        assert f"CREATE TABLE cli_offline.{table} (" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+async def test_version() -> None:
+    result = await run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("eventuali-pg ")
