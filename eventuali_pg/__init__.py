@@ -1,5 +1,7 @@
 """eventuali-pg: an asyncio event store on PostgreSQL with dense global order and live streaming."""
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CheckpointError,
     ConcurrencyError,
@@ -19,7 +21,6 @@ from .errors import (
     SubscriptionLagged,
     UnknownSubscriptionError,
 )
-from .migration import current_revision, downgrade, migrate
 from .models import Aggregate, Event, event_class_for, registered_event_types
 from .store.event_store import EventStore
 from .stream import (
@@ -68,3 +69,17 @@ __all__ = [
     "migrate",
     "registered_event_types",
 ]
+
+if TYPE_CHECKING:
+    from .migration import current_revision, downgrade, migrate
+
+_LAZY = {"current_revision", "downgrade", "migrate"}
+
+
+def __getattr__(name: str) -> Any:
+    # alembic and SQLAlchemy take a third of a second to import; only migrating needs them.
+    if name in _LAZY:
+        from . import migration
+
+        return getattr(migration, name)
+    raise AttributeError(f"module 'eventuali_pg' has no attribute {name!r}")

@@ -25,8 +25,7 @@ from ..models import Aggregate, Event
 from . import connection as db
 from .append import AppendCoalescer, SaveUnit, append_arguments
 from .codec import EncodedBatch, records_to_events
-from .schema import DEFAULT_SCHEMA
-from .sql import StoreSql, store_sql
+from .sql import DEFAULT_SCHEMA, StoreSql, store_sql
 from .validation import (
     check_aggregate_id,
     check_aggregates_to_save,

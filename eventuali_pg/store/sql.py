@@ -11,6 +11,9 @@ from functools import cache
 
 from .._identifiers import validate_identifier
 
+#: PostgreSQL schema of the store's tables unless configured otherwise.
+DEFAULT_SCHEMA = "eventuali"
+
 EVENT_COLUMNS = (
     "global_position, event_id, aggregate_id, aggregate_type, aggregate_version, event_type, "
     "event_version, payload::text AS payload, causation_id, correlation_id, user_id, "
