@@ -22,6 +22,18 @@ from .errors import (
     UnknownSubscriptionError,
 )
 from .models import Aggregate, Event, event_class_for, registered_event_types
+from .projections import (
+    Checkpoint,
+    CheckpointStore,
+    ConsumerGroup,
+    DeadLetter,
+    DeadLetterQueue,
+    Projection,
+    ProjectionRunner,
+    ProjectionStats,
+    TransactionalProjection,
+    member_for,
+)
 from .store.event_store import EventStore
 from .stream import (
     EventStreamer,
@@ -36,10 +48,15 @@ from .stream import (
 
 __all__ = [
     "Aggregate",
+    "Checkpoint",
     "CheckpointError",
+    "CheckpointStore",
     "ConcurrencyError",
     "ConfigurationError",
+    "ConsumerGroup",
     "DatabaseUnavailableError",
+    "DeadLetter",
+    "DeadLetterQueue",
     "DuplicateSubscriptionError",
     "Event",
     "EventStore",
@@ -51,6 +68,9 @@ __all__ = [
     "InvalidInputError",
     "MissingHandlerError",
     "PayloadTooLargeError",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionStats",
     "ReceiverStats",
     "SchemaNotReadyError",
     "SerializationError",
@@ -62,10 +82,12 @@ __all__ = [
     "SubscriptionClosed",
     "SubscriptionError",
     "SubscriptionLagged",
+    "TransactionalProjection",
     "UnknownSubscriptionError",
     "current_revision",
     "downgrade",
     "event_class_for",
+    "member_for",
     "migrate",
     "registered_event_types",
 ]

@@ -25,11 +25,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from .._identifiers import validate_identifier
+from .sql import DEFAULT_SCHEMA
 
-DEFAULT_SCHEMA = "eventuali"
+__all__ = ["BRANCH_LABEL", "DEFAULT_SCHEMA", "VERSION_TABLE", "build_metadata", "table_names"]
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0001_initial"
+SCHEMA_REVISION = "0002_projections"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).
@@ -99,6 +100,29 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("subscription_id", name="checkpoints_pkey"),
         CheckConstraint("position >= 0", name="checkpoints_position_not_negative"),
+    )
+
+    # Events a projection gave up on after its retries (eventuali_pg.projections): one row per
+    # subscription and event, until it is retried successfully or discarded.
+    Table(
+        "dead_letters",
+        metadata,
+        Column("subscription_id", Text, nullable=False),
+        Column("global_position", BigInteger, nullable=False, autoincrement=False),
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("aggregate_id", Text, nullable=False),
+        Column("aggregate_type", Text, nullable=False),
+        Column("event_type", Text, nullable=False),
+        Column("event", JSONB, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("traceback", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column(
+            "last_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+        ),
+        PrimaryKeyConstraint("subscription_id", "global_position", name="dead_letters_pkey"),
+        CheckConstraint("attempts >= 0", name="dead_letters_attempts_not_negative"),
     )
     return metadata
 

@@ -1,0 +1,23 @@
+"""Durable subscriptions and projections: checkpoints, exactly-once read models, dead letters,
+consumer groups and single active consumers."""
+
+from .checkpoints import Checkpoint, CheckpointStore
+from .dead_letters import DeadLetter, DeadLetterQueue
+from .groups import ConsumerGroup, member_for
+from .leases import AdvisoryLease
+from .projection import Projection, TransactionalProjection
+from .runner import ProjectionRunner, ProjectionStats
+
+__all__ = [
+    "AdvisoryLease",
+    "Checkpoint",
+    "CheckpointStore",
+    "ConsumerGroup",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionStats",
+    "TransactionalProjection",
+    "member_for",
+]

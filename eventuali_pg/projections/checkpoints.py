@@ -1,0 +1,151 @@
+"""Checkpoints: the last global position a subscription has processed, kept in the database.
+
+Checkpoints only move forward. Moving one backwards raises :class:`CheckpointError`; rewinding
+is :meth:`CheckpointStore.reset`, an explicit act. Every method takes an optional
+``connection``: pass the one of an open transaction to make the checkpoint part of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CheckpointError, InvalidInputError
+from ..store.validation import check_position
+from .sql import ProjectionSql, projection_sql
+
+if TYPE_CHECKING:
+    from ..store.event_store import EventStore
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One stored checkpoint."""
+
+    subscription_id: str
+    position: int
+    updated_at: datetime
+
+
+def check_subscription_id(value: object, *, what: str = "subscription id") -> str:
+    """A subscription or checkpoint id: a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+class CheckpointStore:
+    """Reads and moves the checkpoints of one event store (``CheckpointStore(store)``)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._sql: ProjectionSql = projection_sql(store.schema)
+
+    @contextlib.asynccontextmanager
+    async def _use(self, connection: Any) -> AsyncIterator[Any]:
+        if connection is not None:
+            yield connection
+        else:
+            async with self._store.connection() as conn:
+                yield conn
+
+    async def get(self, subscription_id: str, *, connection: Any = None) -> int | None:
+        """The stored position of ``subscription_id``; None when it has no checkpoint."""
+        check_subscription_id(subscription_id)
+        async with self._use(connection) as conn:
+            value = await conn.fetchval(self._sql.checkpoint_get, subscription_id)
+        return int(value) if value is not None else None
+
+    async def advance(
+        self,
+        subscription_id: str,
+        position: int,
+        *,
+        expected: int | None = None,
+        connection: Any = None,
+    ) -> None:
+        """Move the checkpoint forward to ``position`` (creating it if needed).
+
+        Already at ``position``: nothing happens. Beyond it: :class:`CheckpointError` (a
+        checkpoint never moves backwards; use :meth:`reset`). With ``expected`` the stored
+        position must also be exactly ``expected`` (no checkpoint counts as 0), else
+        :class:`CheckpointError`: another consumer moved it meanwhile. Inside a transaction the
+        checkpoint row stays locked until the transaction ends.
+        """
+        check_subscription_id(subscription_id)
+        check_position(position)
+        if expected is not None:
+            check_position(expected, what="expected")
+        async with self._use(connection) as conn:
+            if expected is None:
+                row = await conn.fetchrow(self._sql.checkpoint_advance, subscription_id, position)
+                if row is not None:
+                    return
+                current = await self._current(conn, subscription_id)
+                if current == position:
+                    return
+                raise self._backwards(subscription_id, current, position)
+            if position < expected:
+                raise self._backwards(subscription_id, expected, position)
+            if position > expected:
+                row = await conn.fetchrow(
+                    self._sql.checkpoint_advance_from, subscription_id, position, expected
+                )
+                if row is not None:
+                    return
+                if expected == 0:
+                    row = await conn.fetchrow(
+                        self._sql.checkpoint_create, subscription_id, position
+                    )
+                    if row is not None:
+                        return
+            current = await self._current(conn, subscription_id)
+            if current == expected and position == expected:
+                return
+            raise CheckpointError(
+                f"checkpoint {subscription_id!r} was expected at position {expected} but is at "
+                f"{current}: another consumer processed this subscription meanwhile. Run one "
+                "consumer per subscription id (single_active=True hands it over safely); this "
+                "consumer must resume from the stored checkpoint"
+            )
+
+    async def reset(
+        self, subscription_id: str, position: int = 0, *, connection: Any = None
+    ) -> None:
+        """Set the checkpoint to ``position`` (default 0, the whole history), even backwards."""
+        check_subscription_id(subscription_id)
+        check_position(position)
+        async with self._use(connection) as conn:
+            await conn.execute(self._sql.checkpoint_set, subscription_id, position)
+
+    async def delete(self, subscription_id: str, *, connection: Any = None) -> None:
+        """Forget the checkpoint (the next durable subscription starts from 0)."""
+        check_subscription_id(subscription_id)
+        async with self._use(connection) as conn:
+            await conn.execute(self._sql.checkpoint_delete, subscription_id)
+
+    async def list(self, prefix: str = "") -> list[Checkpoint]:
+        """Every checkpoint whose id starts with ``prefix`` (all by default), sorted by id."""
+        if not isinstance(prefix, str):
+            raise InvalidInputError(f"prefix must be a string, got {prefix!r}")
+        async with self._use(None) as conn:
+            rows = await conn.fetch(self._sql.checkpoint_list, prefix)
+        return [
+            Checkpoint(row["subscription_id"], int(row["position"]), row["updated_at"])
+            for row in rows
+        ]
+
+    async def _current(self, conn: Any, subscription_id: str) -> int:
+        value = await conn.fetchval(self._sql.checkpoint_get, subscription_id)
+        return int(value) if value is not None else 0
+
+    @staticmethod
+    def _backwards(subscription_id: str, current: int, position: int) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint {subscription_id!r} is at position {current}; moving it back to "
+            f"{position} is not allowed, checkpoints only move forward. To reprocess events "
+            "deliberately, reset it (CheckpointStore.reset or ProjectionRunner.reset)"
+        )

@@ -1,0 +1,128 @@
+"""Single active consumer: a PostgreSQL session advisory lock held on a dedicated connection.
+
+Whoever holds the lock runs the subscription; the others poll for it. The lock belongs to the
+holder's server session, so it is released the moment that session ends: a clean close, a
+crash, ``kill -9`` of the process (the server sees the socket close), or the connection being
+terminated. The holder watches its connection (termination callback plus a heartbeat under a
+timeout) and stops processing as soon as it is gone, because another process may take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+
+from ..errors import DatabaseUnavailableError
+from ..store.connection import connect
+from ..stream.backoff import Backoff
+from .sql import ProjectionSql
+
+logger = logging.getLogger("eventuali_pg.projections")
+
+_FAILURES = (DatabaseUnavailableError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class LeaseLost(Exception):
+    """The holder's lock connection is gone; another process may hold the lease now."""
+
+
+class AdvisoryLease:
+    """An exclusive, named lease backed by ``pg_try_advisory_lock`` (64-bit key hashed from the
+    name by ``hashtextextended`` in SQL)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str,
+        *,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 2.0,
+        heartbeat_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._name = name
+        self._poll_interval = poll_interval
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._connect_timeout = connect_timeout
+        self._connection: Any = None
+        self._terminated = asyncio.Event()
+        self._held = False
+
+    @property
+    def name(self) -> str:
+        """The lease's name (hashed into the advisory lock key)."""
+        return self._name
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lease."""
+        return self._held
+
+    async def acquire(self) -> None:
+        """Wait until this process holds the lease (polling every ``poll_interval`` seconds;
+        reconnecting with backoff when the database is unreachable)."""
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while True:
+            try:
+                connection = self._connection
+                if connection is None or connection.is_closed():
+                    connection = await self._connect()
+                if await connection.fetchval(ProjectionSql.try_lock(), self._name):
+                    self._held = True
+                    logger.info("lease %r acquired", self._name)
+                    return
+                backoff.reset()
+                delay = self._poll_interval
+            except _FAILURES as exc:
+                await self._drop()
+                delay = backoff.next_delay()
+                logger.warning("lease %r: cannot reach the database (%s)", self._name, exc)
+            await asyncio.sleep(delay)
+
+    async def watch(self) -> None:
+        """Return never while the lease is held; raise :class:`LeaseLost` when it is lost."""
+        connection = self._connection
+        if not self._held or connection is None:
+            raise LeaseLost(f"lease {self._name!r} is not held")
+        while True:
+            try:
+                async with asyncio.timeout(self._heartbeat_interval):
+                    await self._terminated.wait()
+                raise LeaseLost(f"lease {self._name!r}: lock connection terminated")
+            except TimeoutError:
+                pass
+            try:
+                async with asyncio.timeout(self._heartbeat_timeout):
+                    await connection.fetchval("SELECT 1")
+            except (TimeoutError, *_FAILURES) as exc:
+                raise LeaseLost(f"lease {self._name!r}: heartbeat failed ({exc!r})") from exc
+
+    async def release(self) -> None:
+        """Give the lease up (closing the lock connection releases the lock). Idempotent."""
+        if self._held:
+            logger.info("lease %r released", self._name)
+        await self._drop()
+
+    async def _connect(self) -> Any:
+        self._terminated = asyncio.Event()
+        terminated = self._terminated
+        connection = await connect(self._dsn, timeout=self._connect_timeout)
+        connection.add_termination_listener(lambda _conn: terminated.set())
+        self._connection = connection
+        return connection
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        self._held = False
+        if connection is None or connection.is_closed():
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                await connection.close()
+        except (TimeoutError, *_FAILURES):
+            connection.terminate()

@@ -1,0 +1,118 @@
+"""Projections: read models built from the event stream, in two delivery modes.
+
+* :class:`Projection` (at-least-once): handlers with effects outside the event store's database
+  (e-mails, other services, caches). After a crash, the events since the last checkpoint are
+  handled again.
+* :class:`TransactionalProjection` (exactly-once): handlers write their read model through the
+  connection they are given, inside the transaction that also moves the checkpoint.
+
+Both keep the method names of the Eventuali ``Projection`` (``handle_event``, ``reset``,
+``get_last_processed_position``, ``set_last_processed_position``). Run them with a
+:class:`~eventuali_pg.projections.ProjectionRunner`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..models import Event
+from ..store.validation import check_position
+
+if TYPE_CHECKING:
+    from .checkpoints import CheckpointStore
+
+
+class _Positioned:
+    """The position methods: the runner's checkpoint once bound, else a value in memory."""
+
+    _checkpoints: CheckpointStore | None = None
+    _checkpoint_id: str | None = None
+    _memory_position: int | None = None
+
+    def _bind(self, checkpoints: CheckpointStore, checkpoint_id: str) -> None:
+        self._checkpoints = checkpoints
+        self._checkpoint_id = checkpoint_id
+
+    async def get_last_processed_position(self) -> int | None:
+        """The global position processed last (the stored checkpoint once a runner has bound
+        the projection), None before any."""
+        if self._checkpoints is not None and self._checkpoint_id is not None:
+            return await self._checkpoints.get(self._checkpoint_id)
+        return self._memory_position
+
+    async def set_last_processed_position(self, position: int) -> None:
+        """Move the checkpoint forward to ``position``.
+
+        Raises :class:`~eventuali_pg.CheckpointError` when that would move it backwards; the
+        runner calls this itself, applications rarely need to.
+        """
+        check_position(position)
+        if self._checkpoints is not None and self._checkpoint_id is not None:
+            await self._checkpoints.advance(self._checkpoint_id, position)
+            return
+        if self._memory_position is not None and position < self._memory_position:
+            from ..errors import CheckpointError
+
+            raise CheckpointError(
+                f"last processed position is {self._memory_position}; {position} would move it "
+                "backwards"
+            )
+        self._memory_position = position
+
+
+class Projection(_Positioned, ABC):
+    """An at-least-once projection: override :meth:`handle_event` (and optionally
+    :meth:`handle_batch` and :meth:`reset`).
+
+    Every event is handled at least once. After a crash, events handled since the last
+    checkpoint are handled again, so handlers should be idempotent.
+    """
+
+    @abstractmethod
+    async def handle_event(self, event: Event) -> None:
+        """Handle one event. Raise to have it retried (and parked after the last attempt)."""
+
+    async def handle_batch(self, events: Sequence[Event]) -> None:
+        """Handle several events in global order; by default one :meth:`handle_event` each.
+
+        Override for throughput (one bulk write instead of many). If it raises, the runner
+        handles the events one at a time to find the failing one.
+        """
+        for event in events:
+            await self.handle_event(event)
+
+    async def reset(self) -> None:
+        """Forget the read model before a rebuild from position 0 (default: nothing)."""
+
+
+class TransactionalProjection(_Positioned, ABC):
+    """An exactly-once projection: every handler gets ``connection``, an asyncpg connection in
+    an open transaction of the event store's database.
+
+    Write the read model through that connection only. The runner moves the checkpoint in the
+    same transaction, so each event's effects are committed exactly once: a crash before the
+    commit undoes both, a crash after it keeps both. Do not commit, roll back or close the
+    connection yourself.
+    """
+
+    @abstractmethod
+    async def handle_event(self, event: Event, connection: Any) -> None:
+        """Handle one event, writing through ``connection``. Raise to roll it back and retry."""
+
+    async def handle_batch(self, events: Sequence[Event], connection: Any) -> None:
+        """Handle several events in one transaction; by default one :meth:`handle_event` each.
+
+        If it raises, the transaction is rolled back and the runner handles the events one at
+        a time (one transaction each) to find the failing one.
+        """
+        for event in events:
+            await self.handle_event(event, connection)
+
+    async def reset(self, connection: Any) -> None:
+        """Empty the read model before a rebuild from position 0, in the transaction that also
+        resets the checkpoint (default: nothing)."""
+
+
+AnyProjection = Projection | TransactionalProjection

@@ -1,0 +1,630 @@
+"""ProjectionRunner: feeds a projection from a durable subscription.
+
+One runner owns one :class:`EventStreamer` attached to the store, and one subscription on it
+that starts after the stored checkpoint (the receiver catches up from the table, then follows
+the live feed). Events go through a small queue to the processing loop, in batches:
+
+* exactly-once (:class:`TransactionalProjection`): one transaction per batch holds the
+  handler's writes and the checkpoint move, fenced on the checkpoint the runner last saw;
+* at-least-once (:class:`Projection`): the handler runs, and the checkpoint follows every
+  ``checkpoint_every`` events, every ``checkpoint_interval`` seconds, and at a clean stop.
+
+A failing batch is handled again one event at a time; a failing event is retried with backoff
+up to ``max_attempts`` times, then parked in the dead-letter table, and processing goes on. A
+lost connection, a lost lease or a moved checkpoint ends the session: the runner resumes from
+the stored checkpoint (after acquiring the lease again in ``single_active`` mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from ..errors import CheckpointError, ConfigurationError, InvalidInputError
+from ..models import Event
+from ..stream.backoff import Backoff
+from ..stream.stream_event import StreamEvent
+from ..stream.streamer import EventStreamer
+from ..stream.subscription import NameFilter, Subscription
+from ._db import is_connection_error
+from .checkpoints import CheckpointStore, check_subscription_id
+from .dead_letters import DeadLetter, DeadLetterQueue
+from .groups import ConsumerGroup
+from .leases import AdvisoryLease, LeaseLost
+from .projection import AnyProjection, Projection, TransactionalProjection
+
+if TYPE_CHECKING:
+    from ..store.event_store import EventStore
+
+logger = logging.getLogger("eventuali_pg.projections")
+
+Mode = Literal["exactly_once", "at_least_once"]
+
+
+@dataclass(frozen=True)
+class ProjectionStats:
+    """A snapshot of a runner's figures."""
+
+    subscription_id: str
+    checkpoint_id: str
+    mode: Mode
+    running: bool
+    active: bool
+    processed_position: int
+    checkpoint: int
+    handled: int
+    batches: int
+    retries: int
+    parked: int
+    sessions: int
+    last_error: str | None
+
+
+class ProjectionRunner:
+    """Runs ``projection`` over the events of ``store``, durably. See the module docstring.
+
+    Options: ``subscription_id`` (required; names the checkpoint and the dead letters),
+    ``aggregate_type_filter`` / ``event_type_filter`` (as for :class:`Subscription`),
+    ``batch_size`` (events per handler call, default 100), ``checkpoint_every`` and
+    ``checkpoint_interval`` (at-least-once checkpoint frequency: events and seconds, defaults
+    1000 and 1.0), ``max_attempts`` (handler calls per event before parking, default 5),
+    ``retry_delay`` / ``max_retry_delay`` (backoff between attempts, seconds, defaults 0.1 and
+    10), ``group`` (a :class:`ConsumerGroup` membership), ``single_active`` (only the process
+    holding the lease runs; others wait and take over), ``lease_poll_interval`` /
+    ``lease_heartbeat_interval`` (seconds, defaults 1.0 and 2.0), ``capacity`` (receiver
+    buffer, default 1000), ``stop_timeout`` (seconds a stop waits for the batch in progress,
+    default 10).
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        projection: AnyProjection,
+        *,
+        subscription_id: str,
+        aggregate_type_filter: NameFilter = None,
+        event_type_filter: NameFilter = None,
+        batch_size: int = 100,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 1.0,
+        max_attempts: int = 5,
+        retry_delay: float = 0.1,
+        max_retry_delay: float = 10.0,
+        group: ConsumerGroup | None = None,
+        single_active: bool = False,
+        lease_poll_interval: float = 1.0,
+        lease_heartbeat_interval: float = 2.0,
+        capacity: int = 1000,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(projection, (Projection, TransactionalProjection)):
+            raise InvalidInputError(
+                "projection must be a Projection (at-least-once) or a TransactionalProjection "
+                f"(exactly-once), got {type(projection).__name__}"
+            )
+        check_subscription_id(subscription_id)
+        for name, value in (
+            ("batch_size", batch_size),
+            ("checkpoint_every", checkpoint_every),
+            ("max_attempts", max_attempts),
+            ("capacity", capacity),
+        ):
+            _check_int(name, value)
+        for name, seconds in (
+            ("checkpoint_interval", checkpoint_interval),
+            ("retry_delay", retry_delay),
+            ("max_retry_delay", max_retry_delay),
+            ("lease_poll_interval", lease_poll_interval),
+            ("lease_heartbeat_interval", lease_heartbeat_interval),
+            ("stop_timeout", stop_timeout),
+        ):
+            _check_seconds(name, seconds)
+        if group is not None and not isinstance(group, ConsumerGroup):
+            raise InvalidInputError(f"group must be a ConsumerGroup or None, got {group!r}")
+        if not isinstance(single_active, bool):
+            raise ConfigurationError(f"single_active must be True or False, got {single_active!r}")
+        # Validates the filters now rather than at the first subscribe.
+        Subscription(
+            id=subscription_id,
+            aggregate_type_filter=aggregate_type_filter,
+            event_type_filter=event_type_filter,
+        )
+        self._store = store
+        self._projection = projection
+        self._subscription_id = subscription_id
+        self._aggregate_type_filter = aggregate_type_filter
+        self._event_type_filter = event_type_filter
+        self._batch_size = batch_size
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = float(checkpoint_interval)
+        self._max_attempts = max_attempts
+        self._retry_delay = float(retry_delay)
+        self._max_retry_delay = float(max_retry_delay)
+        self._group = group
+        self._capacity = capacity
+        self._stop_timeout = float(stop_timeout)
+        self._exactly_once = isinstance(projection, TransactionalProjection)
+        self._checkpoint_id = (
+            group.checkpoint_id(subscription_id) if group is not None else subscription_id
+        )
+        self._checkpoints = CheckpointStore(store)
+        self._dead_letters = DeadLetterQueue(store)
+        self._lease = (
+            AdvisoryLease(
+                store.dsn,
+                f"eventuali_pg:{store.schema}:{self._checkpoint_id}",
+                poll_interval=float(lease_poll_interval),
+                heartbeat_interval=float(lease_heartbeat_interval),
+            )
+            if single_active
+            else None
+        )
+        projection._bind(self._checkpoints, self._checkpoint_id)
+        self._streamer: EventStreamer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._progress = asyncio.Condition()
+        self._active = False
+        self._processed = 0
+        self._committed = 0
+        self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
+        self._handled = 0
+        self._batches = 0
+        self._retries = 0
+        self._parked = 0
+        self._sessions = 0
+        self._last_error: str | None = None
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def subscription_id(self) -> str:
+        """The subscription id (names the dead letters; the checkpoint unless in a group)."""
+        return self._subscription_id
+
+    @property
+    def checkpoint_id(self) -> str:
+        """The id of this runner's checkpoint row."""
+        return self._checkpoint_id
+
+    @property
+    def mode(self) -> Mode:
+        """``"exactly_once"`` for a TransactionalProjection, else ``"at_least_once"``."""
+        return "exactly_once" if self._exactly_once else "at_least_once"
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._task is not None
+
+    @property
+    def active(self) -> bool:
+        """True while this runner is processing (in single-active mode: holds the lease)."""
+        return self._active
+
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        """The store's checkpoints."""
+        return self._checkpoints
+
+    @property
+    def dead_letter_queue(self) -> DeadLetterQueue:
+        """The store's dead-letter table."""
+        return self._dead_letters
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start processing in the background (from the stored checkpoint, 0 if none)."""
+        if self._task is not None:
+            raise ConfigurationError(f"projection runner {self._subscription_id!r} is running")
+        streamer = EventStreamer(capacity=self._capacity)
+        await self._store.attach_streamer(streamer)
+        self._streamer = streamer
+        self._stopping = False
+        self._task = asyncio.create_task(
+            self._supervise(streamer), name=f"eventuali_pg projection {self._checkpoint_id}"
+        )
+
+    async def stop(self) -> None:
+        """Stop cleanly: let the batch in progress finish (at most ``stop_timeout`` seconds),
+        write the checkpoint of everything handled, release the lease. Idempotent."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping = True
+        try:
+            try:
+                async with asyncio.timeout(self._stop_timeout):
+                    await self._idle.wait()
+            except TimeoutError:
+                logger.warning(
+                    "projection %r: batch still running after %.1fs; cancelling it",
+                    self._checkpoint_id,
+                    self._stop_timeout,
+                )
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+            if not self._store.closed and self._processed > self._committed:
+                try:
+                    await self._flush()
+                except Exception as exc:
+                    logger.warning(
+                        "projection %r: final checkpoint not written (%s)", self._checkpoint_id, exc
+                    )
+        finally:
+            self._task = None
+            self._idle.set()
+            streamer, self._streamer = self._streamer, None
+            if streamer is not None:
+                await self._store.detach_streamer(streamer)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def wait_for_position(self, position: int, timeout: float | None = None) -> None:
+        """Wait until every event up to global ``position`` has been handled (or parked or
+        skipped). Raises ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(lambda: self._processed >= position)
+
+    # -- rebuild and dead letters -------------------------------------------------------------
+
+    async def reset(self) -> None:
+        """Rebuild from position 0: stop if running, call the projection's ``reset`` (for a
+        TransactionalProjection in the transaction that also rewinds the checkpoint and drops
+        this runner's parked events), then start again if it was running."""
+        was_running = self.running
+        await self.stop()
+        async with self._store.connection() as conn, conn.transaction():
+            if isinstance(self._projection, TransactionalProjection):
+                await self._projection.reset(conn)
+            else:
+                await self._projection.reset()
+            await self._checkpoints.reset(self._checkpoint_id, 0, connection=conn)
+            if self._group is None:
+                await self._dead_letters.discard_all(self._subscription_id, connection=conn)
+            else:
+                for letter in await self._dead_letters.list(self._subscription_id, limit=None):
+                    if self._group.owns(letter.aggregate_id):
+                        await conn.execute(
+                            self._dead_letters._sql.dead_letter_delete,
+                            self._subscription_id,
+                            letter.global_position,
+                        )
+        self._processed = self._committed = 0
+        self._since_checkpoint = 0
+        logger.info("projection %r reset to position 0", self._checkpoint_id)
+        if was_running:
+            await self.start()
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """This subscription's parked events (of every group member), oldest first."""
+        return await self._dead_letters.list(self._subscription_id, limit=None)
+
+    async def retry_dead_letter(self, position: int) -> bool:
+        """Hand the parked event at ``position`` to the projection again; True when it was
+        handled (and left the table), False when it failed again (see
+        :meth:`DeadLetterQueue.retry`)."""
+        return await self._dead_letters.retry(self._subscription_id, position, self._projection)
+
+    async def discard_dead_letter(self, position: int) -> bool:
+        """Delete the parked event at ``position`` without handling it."""
+        return await self._dead_letters.discard(self._subscription_id, position)
+
+    def stats(self) -> ProjectionStats:
+        """Positions, counts and the last session error."""
+        return ProjectionStats(
+            subscription_id=self._subscription_id,
+            checkpoint_id=self._checkpoint_id,
+            mode=self.mode,
+            running=self.running,
+            active=self._active,
+            processed_position=self._processed,
+            checkpoint=self._committed,
+            handled=self._handled,
+            batches=self._batches,
+            retries=self._retries,
+            parked=self._parked,
+            sessions=self._sessions,
+            last_error=self._last_error,
+        )
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def _supervise(self, streamer: EventStreamer) -> None:
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while not self._stopping and not self._store.closed:
+            lease = self._lease
+            try:
+                if lease is not None:
+                    await lease.acquire()
+                self._active = True
+                self._sessions += 1
+                await self._session(streamer)
+                if not self._stopping and not self._store.closed:
+                    # The receiver ended under us (streamer detached): do not spin.
+                    await asyncio.sleep(backoff.next_delay())
+            except (CheckpointError, LeaseLost) as exc:
+                self._last_error = str(exc)
+                logger.warning("projection %r: %s; resuming", self._checkpoint_id, exc)
+                await asyncio.sleep(backoff.next_delay())
+            except Exception as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                if self._store.closed:
+                    return
+                if is_connection_error(exc):
+                    logger.warning(
+                        "projection %r: database connection lost (%s); resuming",
+                        self._checkpoint_id,
+                        exc,
+                    )
+                else:
+                    logger.exception("projection %r failed; resuming", self._checkpoint_id)
+                await asyncio.sleep(backoff.next_delay())
+            finally:
+                self._active = False
+                if lease is not None:
+                    await lease.release()
+
+    async def _session(self, streamer: EventStreamer) -> None:
+        stored = await self._checkpoints.get(self._checkpoint_id) or 0
+        self._committed = stored
+        # At-least-once: what this runner handled but did not checkpoint is not handled again.
+        start = stored if self._exactly_once else max(stored, self._processed)
+        self._processed = start
+        self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
+        receiver = await streamer.subscribe(
+            Subscription(
+                id=f"{self._checkpoint_id}@{uuid.uuid4().hex[:8]}",
+                aggregate_type_filter=self._aggregate_type_filter,
+                event_type_filter=self._event_type_filter,
+                from_position=start,
+            )
+        )
+        logger.info("projection %r resumes after position %d", self._checkpoint_id, start)
+        queue: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=self._batch_size)
+        try:
+            parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
+                ("reader", self._read(receiver, queue)),
+                ("processor", self._process(queue)),
+            ]
+            if self._lease is not None:
+                parts.append(("lease", self._lease.watch()))
+            await _run_together(self._checkpoint_id, parts)
+        finally:
+            await receiver.close()
+
+    async def _read(self, receiver: Any, queue: asyncio.Queue[StreamEvent]) -> None:
+        async for item in receiver:
+            await queue.put(item)
+
+    async def _process(self, queue: asyncio.Queue[StreamEvent]) -> None:
+        while True:
+            if self._stopping:
+                return
+            try:
+                if self._processed > self._committed:
+                    remaining = self._checkpoint_interval - (
+                        time.monotonic() - self._checkpointed_at
+                    )
+                    async with asyncio.timeout(max(remaining, 0.0)):
+                        first = await queue.get()
+                else:
+                    first = await queue.get()
+            except TimeoutError:
+                first = None
+            if self._stopping:
+                return
+            self._idle.clear()
+            try:
+                if first is None:
+                    await self._flush()
+                    continue
+                batch = [first]
+                while len(batch) < self._batch_size:
+                    try:
+                        batch.append(queue.get_nowait())
+                    except asyncio.QueueEmpty:
+                        break
+                await self._handle(batch)
+            finally:
+                self._idle.set()
+
+    # -- handling -----------------------------------------------------------------------------
+
+    def _mine(self, batch: Sequence[StreamEvent]) -> list[StreamEvent]:
+        group = self._group
+        if group is None:
+            return list(batch)
+        return [item for item in batch if group.owns(item.event.aggregate_id)]
+
+    async def _handle(self, batch: list[StreamEvent]) -> None:
+        self._batches += 1
+        last = batch[-1].global_position
+        mine = self._mine(batch)
+        if mine:
+            first_error: Exception | None = None
+            try:
+                await self._apply([item.event for item in mine], last)
+            except CheckpointError:
+                raise
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                first_error = exc
+            if first_error is not None:
+                await self._one_by_one(batch, first_error if len(mine) == 1 else None)
+        await self._advanced(last)
+        if self._committed >= self._processed:
+            self._since_checkpoint = 0
+            self._checkpointed_at = time.monotonic()
+            return
+        self._since_checkpoint += len(batch)
+        if (
+            self._since_checkpoint >= self._checkpoint_every
+            or time.monotonic() - self._checkpointed_at >= self._checkpoint_interval
+        ):
+            await self._flush()
+
+    async def _apply(self, events: list[Event], last: int, *, single: bool = False) -> None:
+        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``."""
+        projection = self._projection
+        if isinstance(projection, TransactionalProjection):
+            async with self._store.connection() as conn:
+                try:
+                    async with conn.transaction():
+                        await self._checkpoints.advance(
+                            self._checkpoint_id, last, expected=self._committed, connection=conn
+                        )
+                        if single:
+                            await projection.handle_event(events[0], conn)
+                        else:
+                            await projection.handle_batch(events, conn)
+                except Exception as exc:
+                    if is_connection_error(exc, conn):
+                        raise ConnectionError(f"connection lost while handling: {exc}") from exc
+                    raise
+            self._committed = last
+        elif single:
+            await projection.handle_event(events[0])
+        else:
+            await projection.handle_batch(events)
+        self._handled += len(events)
+
+    async def _one_by_one(self, batch: list[StreamEvent], first_error: Exception | None) -> None:
+        group = self._group
+        for item in batch:
+            if group is not None and not group.owns(item.event.aggregate_id):
+                continue
+            await self._attempt(item, first_error)
+            await self._advanced(item.global_position)
+
+    async def _attempt(self, item: StreamEvent, first_error: Exception | None) -> None:
+        backoff = Backoff(initial=self._retry_delay, maximum=self._max_retry_delay)
+        attempts = 0
+        error = first_error
+        if error is not None:
+            attempts = 1
+        while True:
+            if error is not None:
+                if attempts >= self._max_attempts:
+                    await self._park(item, error, attempts)
+                    return
+                self._retries += 1
+                delay = backoff.next_delay()
+                logger.warning(
+                    "projection %r: event %d (%s) failed (attempt %d of %d: %s); retrying in %.2fs",
+                    self._checkpoint_id,
+                    item.global_position,
+                    item.event.event_type,
+                    attempts,
+                    self._max_attempts,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                await self._apply([item.event], item.global_position, single=True)
+                return
+            except CheckpointError:
+                raise
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                error = exc
+
+    async def _park(self, item: StreamEvent, error: Exception, attempts: int) -> None:
+        if self._exactly_once:
+            async with self._store.connection() as conn, conn.transaction():
+                await self._checkpoints.advance(
+                    self._checkpoint_id,
+                    item.global_position,
+                    expected=self._committed,
+                    connection=conn,
+                )
+                await self._dead_letters.park(
+                    self._subscription_id, item.event, error, attempts, connection=conn
+                )
+            self._committed = item.global_position
+        else:
+            await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
+        self._parked += 1
+
+    async def _advanced(self, position: int) -> None:
+        if position <= self._processed:
+            return
+        self._processed = position
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _flush(self) -> None:
+        """Write the checkpoint of everything processed (at-least-once, and skipped events)."""
+        position = self._processed
+        if position > self._committed:
+            await self._checkpoints.advance(
+                self._checkpoint_id,
+                position,
+                expected=self._committed if self._exactly_once else None,
+            )
+            self._committed = position
+        self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
+
+
+async def _run_together(owner: str, parts: list[tuple[str, Coroutine[Any, Any, None]]]) -> None:
+    """Run the coroutines as tasks until the first one ends; cancel and await the others, then
+    raise the first one's error (if any)."""
+    tasks = [
+        asyncio.create_task(coro, name=f"eventuali_pg projection {owner} {name}")
+        for name, coro in parts
+    ]
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
+    for task in tasks:
+        if task in done and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")

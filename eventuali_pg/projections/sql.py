@@ -1,0 +1,175 @@
+"""Every SQL statement of the projections package, built once per schema name.
+
+Schema names are validated identifiers; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from .._identifiers import validate_identifier
+
+
+@dataclass(frozen=True)
+class ProjectionSql:
+    """The statements of the projection tables (checkpoints, dead letters) of one schema."""
+
+    schema: str
+
+    @property
+    def checkpoint_get(self) -> str:
+        """Stored position of checkpoint ``$1`` (no row when there is none)."""
+        return f"SELECT position FROM {self.schema}.checkpoints WHERE subscription_id = $1"
+
+    @property
+    def checkpoint_advance(self) -> str:
+        """Move checkpoint ``$1`` forward to ``$2`` (creating it); a row only when it moved.
+
+        Forward only: an existing checkpoint at or beyond ``$2`` is left alone and no row comes
+        back; the caller then tells "already there" from "would go backwards".
+        """
+        s = self.schema
+        return f"""
+INSERT INTO {s}.checkpoints AS c (subscription_id, position, updated_at)
+VALUES ($1, $2, now())
+ON CONFLICT (subscription_id) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+WHERE c.position < EXCLUDED.position
+RETURNING position
+"""
+
+    @property
+    def checkpoint_advance_from(self) -> str:
+        """Move checkpoint ``$1`` from exactly ``$3`` forward to ``$2``; a row only when it moved.
+
+        A fence: no row means another consumer moved (or reset) the checkpoint meanwhile. The
+        row lock taken here holds until the transaction ends, so two consumers advancing one
+        checkpoint take turns and the second one's condition no longer holds.
+        """
+        return (
+            f"UPDATE {self.schema}.checkpoints SET position = $2, updated_at = now() "
+            "WHERE subscription_id = $1 AND position = $3 AND position < $2 RETURNING position"
+        )
+
+    @property
+    def checkpoint_create(self) -> str:
+        """Create checkpoint ``$1`` at ``$2`` unless it exists; a row only when created."""
+        return (
+            f"INSERT INTO {self.schema}.checkpoints (subscription_id, position, updated_at) "
+            "VALUES ($1, $2, now()) ON CONFLICT (subscription_id) DO NOTHING RETURNING position"
+        )
+
+    @property
+    def checkpoint_set(self) -> str:
+        """Set checkpoint ``$1`` to ``$2`` whatever it was (explicit reset)."""
+        return (
+            f"INSERT INTO {self.schema}.checkpoints (subscription_id, position, updated_at) "
+            "VALUES ($1, $2, now()) ON CONFLICT (subscription_id) DO UPDATE "
+            "SET position = EXCLUDED.position, updated_at = now()"
+        )
+
+    @property
+    def checkpoint_delete(self) -> str:
+        """Forget checkpoint ``$1``."""
+        return f"DELETE FROM {self.schema}.checkpoints WHERE subscription_id = $1"
+
+    @property
+    def checkpoint_list(self) -> str:
+        """Every checkpoint whose id starts with ``$1``."""
+        return (
+            f"SELECT subscription_id, position, updated_at FROM {self.schema}.checkpoints "
+            "WHERE starts_with(subscription_id, $1) ORDER BY subscription_id"
+        )
+
+    @property
+    def dead_letter_park(self) -> str:
+        """Park an event (``$1`` subscription, ``$2`` position, ...); a second failure of the
+        same event adds its attempts and replaces the error."""
+        s = self.schema
+        return f"""
+INSERT INTO {s}.dead_letters AS d (
+    subscription_id, global_position, event_id, aggregate_id, aggregate_type, event_type, event,
+    error, traceback, attempts)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+ON CONFLICT (subscription_id, global_position) DO UPDATE
+SET error = EXCLUDED.error, traceback = EXCLUDED.traceback,
+    attempts = d.attempts + EXCLUDED.attempts, last_failed_at = now()
+"""
+
+    @property
+    def dead_letter_failed_again(self) -> str:
+        """Record another failed attempt of parked event (``$1``, ``$2``)."""
+        return (
+            f"UPDATE {self.schema}.dead_letters SET error = $3, traceback = $4, "
+            "attempts = attempts + $5, last_failed_at = now() "
+            "WHERE subscription_id = $1 AND global_position = $2"
+        )
+
+    @property
+    def dead_letter_columns(self) -> str:
+        """The columns a :class:`DeadLetter` is built from."""
+        return (
+            "subscription_id, global_position, event_id, aggregate_id, aggregate_type, "
+            "event_type, event::text AS event, error, traceback, attempts, parked_at, "
+            "last_failed_at"
+        )
+
+    @property
+    def dead_letter_list(self) -> str:
+        """Parked events of subscription ``$1`` (every subscription when NULL), oldest first."""
+        return (
+            f"SELECT {self.dead_letter_columns} FROM {self.schema}.dead_letters "
+            "WHERE $1::text IS NULL OR subscription_id = $1 "
+            "ORDER BY subscription_id, global_position LIMIT $2"
+        )
+
+    @property
+    def dead_letter_get(self) -> str:
+        """One parked event (``$1`` subscription, ``$2`` position)."""
+        return (
+            f"SELECT {self.dead_letter_columns} FROM {self.schema}.dead_letters "
+            "WHERE subscription_id = $1 AND global_position = $2"
+        )
+
+    @property
+    def dead_letter_get_for_update(self) -> str:
+        """One parked event, locked until the transaction ends (so two retries take turns)."""
+        return (
+            f"SELECT {self.dead_letter_columns} FROM {self.schema}.dead_letters "
+            "WHERE subscription_id = $1 AND global_position = $2 FOR UPDATE"
+        )
+
+    @property
+    def dead_letter_delete(self) -> str:
+        """Remove parked event (``$1``, ``$2``); returns it when it was there."""
+        return (
+            f"DELETE FROM {self.schema}.dead_letters "
+            "WHERE subscription_id = $1 AND global_position = $2 RETURNING global_position"
+        )
+
+    @property
+    def dead_letter_delete_all(self) -> str:
+        """Remove every parked event of subscription ``$1``."""
+        return f"DELETE FROM {self.schema}.dead_letters WHERE subscription_id = $1"
+
+    @property
+    def dead_letter_count(self) -> str:
+        """Number of parked events of subscription ``$1``."""
+        return f"SELECT count(*) FROM {self.schema}.dead_letters WHERE subscription_id = $1"
+
+    @staticmethod
+    def try_lock() -> str:
+        """Try to take the session advisory lock named ``$1`` (hashed to 64 bits in SQL)."""
+        return "SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))"
+
+    @staticmethod
+    def unlock() -> str:
+        """Release the session advisory lock named ``$1``."""
+        return "SELECT pg_advisory_unlock(hashtextextended($1::text, 0))"
+
+
+@cache
+def projection_sql(schema: str) -> ProjectionSql:
+    """The statements for ``schema`` (validated)."""
+    validate_identifier(schema, what="schema name")
+    return ProjectionSql(schema=schema)
