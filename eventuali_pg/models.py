@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
 
 from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
 
@@ -97,12 +97,10 @@ class Event(BaseModel):
             )
         _registry[name] = cls
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_event_type(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("event_type"):
-            return {**data, "event_type": cls.__event_type__}
-        return data
+    def model_post_init(self, context: Any, /) -> None:
+        """Default ``event_type`` to the class's registered type."""
+        if not self.event_type:
+            self.event_type = type(self).__event_type__
 
     def payload(self) -> dict[str, Any]:
         """The event's own data (every field that is not part of the envelope), JSON-ready."""
@@ -131,6 +129,12 @@ def event_from_parts(envelope: Mapping[str, Any], payload: Mapping[str, Any]) ->
     """
     cls = _registry.get(str(envelope["event_type"]), Event)
     return cls.model_validate({**payload, **envelope})
+
+
+def event_from_row(event_type: str, data: dict[str, Any]) -> Event:
+    """Validate ``data`` (payload and envelope in one dict) as the class of ``event_type``."""
+    cls = _registry.get(event_type, Event)
+    return cls.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
 
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, from_json
 
 from ..errors import PayloadTooLargeError, SerializationError
-from ..models import Event, event_from_parts
+from ..models import Event, event_from_row
 
 
 @dataclass
@@ -97,26 +97,44 @@ def _encode_json(produce: Any, event: Event, what: str) -> str:
     return encoded
 
 
-def record_to_event(record: Mapping[str, Any]) -> Event:
-    """Build the event (of its registered class, else a generic Event) from a stored row."""
-    envelope = {
-        "event_id": record["event_id"],
-        "aggregate_id": record["aggregate_id"],
-        "aggregate_type": record["aggregate_type"],
-        "aggregate_version": record["aggregate_version"],
-        "event_type": record["event_type"],
-        "event_version": record["event_version"],
-        "global_position": record["global_position"],
-        "timestamp": record["occurred_at"],
-        "causation_id": record["causation_id"],
-        "correlation_id": record["correlation_id"],
-        "user_id": record["user_id"],
-        "metadata": json.loads(record["metadata"]),
-        "recorded_at": record["recorded_at"],
-    }
-    return event_from_parts(envelope, json.loads(record["payload"]))
+def record_to_event(record: Any) -> Event:
+    """Build the event (of its registered class, else a generic Event) from a stored row.
+
+    ``record`` has the columns of :data:`eventuali_pg.store.sql.EVENT_COLUMNS`, in that order.
+    """
+    (
+        global_position,
+        event_id,
+        aggregate_id,
+        aggregate_type,
+        aggregate_version,
+        event_type,
+        event_version,
+        payload,
+        causation_id,
+        correlation_id,
+        user_id,
+        metadata,
+        occurred_at,
+        recorded_at,
+    ) = record
+    data = from_json(payload)
+    data["event_id"] = event_id
+    data["aggregate_id"] = aggregate_id
+    data["aggregate_type"] = aggregate_type
+    data["aggregate_version"] = aggregate_version
+    data["event_type"] = event_type
+    data["event_version"] = event_version
+    data["global_position"] = global_position
+    data["timestamp"] = occurred_at
+    data["causation_id"] = causation_id
+    data["correlation_id"] = correlation_id
+    data["user_id"] = user_id
+    data["metadata"] = {} if metadata == "{}" else from_json(metadata)
+    data["recorded_at"] = recorded_at
+    return event_from_row(event_type, data)
 
 
-def records_to_events(records: Sequence[Mapping[str, Any]]) -> list[Event]:
+def records_to_events(records: Sequence[Any]) -> list[Event]:
     """:func:`record_to_event` for each row, in order."""
     return [record_to_event(record) for record in records]
