@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import PydanticSerializationError, from_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from ..errors import PayloadTooLargeError, SerializationError
-from ..models import Event, event_from_row
+from ..models import ENVELOPE_FIELDS, Event, event_from_row
+
+_ENVELOPE: set[str] = set(ENVELOPE_FIELDS)
 
 
 @dataclass
@@ -52,11 +54,15 @@ class EncodedBatch:
 
     def add(self, event: Event, *, max_payload_bytes: int) -> None:
         """Encode ``event`` and append its columns; raise before anything is stored if it can't."""
-        payload = _encode_json(event.payload, event, "payload")
-        metadata = _encode_json(
-            lambda: event.model_dump(mode="json")["metadata"], event, "metadata"
+        payload = _encode_json(
+            lambda: event.model_dump_json(exclude=_ENVELOPE).encode(), event, "payload"
         )
-        size = len(payload.encode()) + len(metadata.encode())
+        metadata = (
+            _encode_json(lambda: to_json(event.metadata), event, "metadata")
+            if event.metadata
+            else "{}"
+        )
+        size = len(payload) + len(metadata)
         if size > max_payload_bytes:
             raise PayloadTooLargeError(
                 f"event {event.event_type!r} of aggregate {event.aggregate_id!r} encodes to "
@@ -80,21 +86,29 @@ class EncodedBatch:
         self.occurred_at.append(event.timestamp)
 
 
-def _encode_json(produce: Any, event: Event, what: str) -> str:
+def _encode_json(produce: Callable[[], bytes], event: Event, what: str) -> str:
     try:
-        encoded = json.dumps(produce(), allow_nan=False, separators=(",", ":"))
+        encoded = produce()
+        if b"NaN" in encoded or b"Infinity" in encoded:
+            # Non-finite floats come out as bare NaN/Infinity, which jsonb refuses; the same
+            # letters inside a string are fine, so only a real parse can tell.
+            json.loads(encoded, parse_constant=_reject_constant)
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         raise SerializationError(
             f"the {what} of event {event.event_type!r} cannot be stored as JSON: {exc}. Use "
             "JSON-compatible field types (str, int, float, bool, None, lists, dicts, datetime, "
             "UUID, Decimal, pydantic models) and finite numbers"
         ) from exc
-    if "\\u0000" in encoded:
+    if b"\\u0000" in encoded:
         raise SerializationError(
             f"the {what} of event {event.event_type!r} contains a NUL character (\\u0000), "
             "which PostgreSQL's jsonb cannot store; remove it or encode the value (e.g. base64)"
         )
-    return encoded
+    return str(encoded, "utf-8")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a finite number")
 
 
 def record_to_event(record: Any) -> Event:
