@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..models import Aggregate
+from ..models import Aggregate, Event
 from .codec import EncodedBatch
 
 logger = logging.getLogger("eventuali_pg.store")
@@ -33,6 +33,7 @@ class SaveUnit:
 
     aggregates: list[Aggregate]
     expected_versions: list[int]
+    events: list[Event]
     batch: EncodedBatch
     first_position: int = 0
     recorded_at: datetime | None = None
@@ -46,9 +47,13 @@ class SaveUnit:
         return [aggregate.id for aggregate in self.aggregates]
 
     def succeed(self, first_position: int, recorded_at: datetime) -> None:
-        """Record that the unit's events were committed from ``first_position`` on."""
+        """Record that the unit's events were committed from ``first_position`` on, and stamp
+        each event with its global position and the commit time."""
         self.first_position = first_position
         self.recorded_at = recorded_at
+        for position, event in enumerate(self.events, start=first_position):
+            event.global_position = position
+            event.recorded_at = recorded_at
         self.done = True
         self.signal.set()
 

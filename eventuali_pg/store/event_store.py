@@ -51,6 +51,10 @@ _LOST_CONNECTION = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InterfaceError,
+    # A pooled connection that has read the server's shutdown error but not yet the end of its
+    # socket is not closed yet; the next query on it fails with "cannot switch to state ...;
+    # another operation (2) is in progress" before anything is sent.
+    asyncpg.InternalClientError,
 )
 
 
@@ -230,19 +234,15 @@ class EventStore:
             return
         batch = EncodedBatch()
         expected: list[int] = []
+        events: list[Event] = []
         for aggregate in pending:
-            events = aggregate.get_uncommitted_events()
-            expected.append(aggregate.version - len(events))
-            for event in events:
-                batch.add(event, max_payload_bytes=self._max_payload_bytes)
-        unit = SaveUnit(pending, expected, batch)
-        await self._coalescer.submit(unit)
-        position = unit.first_position
+            uncommitted = aggregate.get_uncommitted_events()
+            expected.append(aggregate.version - len(uncommitted))
+            events += uncommitted
+        for event in events:
+            batch.add(event, max_payload_bytes=self._max_payload_bytes)
+        await self._coalescer.submit(SaveUnit(pending, expected, events, batch))
         for aggregate in pending:
-            for event in aggregate.get_uncommitted_events():
-                event.global_position = position
-                event.recorded_at = unit.recorded_at
-                position += 1
             aggregate.mark_events_as_committed()
 
     async def _append_group(self, group: list[SaveUnit]) -> None:
@@ -275,16 +275,18 @@ class EventStore:
                 group[0].fail(await self._concurrency_error(conn, group[0]))
             return
         rejected = set(row["rejected"])
-        accepted = sum(len(unit.batch) for index, unit in enumerate(group) if index not in rejected)
-        position = (row["head"] or 0) - accepted + 1
-        for index, unit in enumerate(group):
-            if index in rejected:
-                unit.fail(await self._concurrency_error(conn, unit))
-            else:
-                unit.succeed(position, row["recorded_at"])
-                position += len(unit.batch)
-        if row["head"] is not None and self._feed is not None:
-            self._feed.wake(row["head"])
+        accepted = [unit for index, unit in enumerate(group) if index not in rejected]
+        head = row["head"]
+        position = (head or 0) - sum(len(unit.batch) for unit in accepted) + 1
+        committed: list[Event] = []
+        for unit in accepted:
+            unit.succeed(position, row["recorded_at"])
+            committed += unit.events
+            position += len(unit.events)
+        if committed and self._feed is not None:
+            self._feed.publish_committed(committed)
+        for index in sorted(rejected):
+            group[index].fail(await self._concurrency_error(conn, group[index]))
 
     async def _concurrency_error(
         self, conn: asyncpg.Connection, unit: SaveUnit

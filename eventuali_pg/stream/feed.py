@@ -121,6 +121,21 @@ class StoreFeed:
             return
         self._wake.set()
 
+    def publish_committed(self, events: list[Event]) -> None:
+        """Publish events this process has just committed, without reading them back.
+
+        Only when they directly follow the last published position (nothing from another
+        process came in between); otherwise the reader is woken to read them in order.
+        """
+        first = events[0].global_position
+        if first != self._published + 1:
+            self.wake(events[-1].global_position)
+            return
+        items = [StreamEvent.from_stored(event) for event in events]
+        self._published = items[-1].global_position
+        for streamer in self._streamers:
+            streamer._publish_many(items)
+
     async def _run(self) -> None:
         backoff = Backoff(initial=0.05, maximum=2.0)
         while True:
@@ -154,7 +169,18 @@ class StoreFeed:
             self._reads += 1
             if not events:
                 return
-            items = [StreamEvent.from_stored(event) for event in events]
+            # Events this process committed may have been published meanwhile (see
+            # publish_committed); the rest of the page follows them without a gap.
+            published = self._published
+            items = [
+                StreamEvent.from_stored(event)
+                for event in events
+                if event.global_position is not None and event.global_position > published
+            ]
+            if not items:
+                if len(events) < page_size:
+                    return
+                continue
             self._published = items[-1].global_position
             for streamer in self._streamers:
                 streamer._publish_many(items)

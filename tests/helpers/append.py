@@ -31,7 +31,7 @@ def append_args(store: EventStore, aggregates: Sequence[Aggregate],
     batch = EncodedBatch()
     for event in events:
         batch.add(event, max_payload_bytes=store._max_payload_bytes)
-    unit = SaveUnit(list(aggregates), list(expected), batch)
+    unit = SaveUnit(list(aggregates), list(expected), list(events), batch)
     return append_arguments([unit], store.channel)
 
 
