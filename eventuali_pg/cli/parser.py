@@ -19,7 +19,9 @@ exit codes:
   1    error: database unreachable, schema missing, any eventuali-pg error (one line on stderr)
   2    bad usage: unknown command or option, invalid value
   3    check failed: `demo` found a subscriber that did not receive exactly what it should;
-       `server status` / `server url` when the embedded server is not running
+       `server status` / `server url` when the embedded server is not running;
+       `dead-letters show/discard/retry` when no such event is parked, `retry` when the
+       handler failed again
   130  interrupted by Ctrl-C (SIGINT); 143 when stopped by SIGTERM
   A closed output pipe (`eventuali-pg tail --json | head -n 3`) ends the command with 0."""
 
@@ -33,12 +35,13 @@ DESCRIPTION = """\
 Command line of eventuali-pg, an asyncio event store on PostgreSQL.
 
 commands:
-  migrate   create or upgrade the event store schema (alembic), print its SQL or version
-  demo      the product in one minute: writers, filtered live subscribers, a summary
-  tail      follow new events live, like `tail -f`
-  status    head position, write rate, subscription lag, connected listeners
-  events    read a range of events or one aggregate's history
-  server    start, stop or locate the embedded PostgreSQL server
+  migrate       create or upgrade the event store schema (alembic), print its SQL or version
+  demo          the product in one minute: writers, filtered live subscribers, a summary
+  tail          follow new events live, like `tail -f`
+  status        head position, write rate, subscription lag, connected listeners
+  events        read a range of events or one aggregate's history
+  dead-letters  list, show, retry or discard the events projections parked
+  server        start, stop or locate the embedded PostgreSQL server
 
 Run `eventuali-pg COMMAND --help` for the options and an example of each command."""
 
@@ -188,6 +191,7 @@ def build_parser() -> _Parser:
     _add_tail(commands, database)
     _add_status(commands, database)
     _add_events(commands, database)
+    _add_dead_letters(commands, database)
     _add_server(commands)
     return parser
 
@@ -375,6 +379,151 @@ def _add_events(commands: _Commands, database: _Parser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     _filter_options(parser)
+
+
+def _projection_spec(text: str) -> str:
+    module, _, attribute = text.partition(":")
+    parts = [*module.split("."), *attribute.split(".")]
+    if not module or not attribute or not all(part.isidentifier() for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected module:attribute (like myapp.projections:OrderSummary), got {text!r}"
+        )
+    return text
+
+
+def _add_dead_letters(commands: _Commands, database: _Parser) -> None:
+    parser = commands.add_parser(
+        "dead-letters",
+        help="list, show, retry or discard the events projections parked after failing",
+        description=(
+            "Inspect and resolve the dead-letter table: events a projection's handler kept\n"
+            "failing on, parked by the ProjectionRunner with the error and its traceback. A\n"
+            "letter is named by its subscription id and the event's global position.\n"
+            "`retry` imports your application's projection (--projection module:attribute) and\n"
+            "hands it the event once more; `discard` deletes letters without handling them."
+        ),
+        epilog=_examples(
+            "eventuali-pg dead-letters list",
+            "eventuali-pg dead-letters show order-summary 1042",
+            "eventuali-pg dead-letters retry order-summary 1042 --projection myapp.views:Orders",
+            "eventuali-pg dead-letters discard --all --subscription order-summary --yes",
+        )
+        + "\n\nexit codes: 0 done; 1 error (also: --projection cannot be imported); 2 bad usage;\n"
+        "3 no such parked event, or the retried handler failed again (the event stays parked)",
+        parents=[database],
+        formatter_class=_Formatter,
+    )
+    actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION")
+    actions.required = True
+
+    def action(name: str, summary: str, description: str, *examples: str) -> _Parser:
+        sub = actions.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=_examples(*examples),
+            parents=[database],
+            formatter_class=_Formatter,
+        )
+        sub.set_defaults(**{HANDLER: f"dead_letters:run_{name}"})
+        return sub
+
+    def letter(sub: _Parser, *, nargs: str | None = None) -> None:
+        sub.add_argument(
+            "subscription",
+            metavar="SUBSCRIPTION",
+            type=_non_empty,
+            nargs=nargs,
+            help="subscription id (the ProjectionRunner's subscription_id)",
+        )
+        sub.add_argument(
+            "position",
+            metavar="POSITION",
+            type=_position,
+            nargs=nargs,
+            help="global position of the parked event",
+        )
+
+    listing = action(
+        "list",
+        "parked events: subscription, position, event, attempts, error (table or --json)",
+        "List parked events, sorted by subscription then position: the event type and\n"
+        "aggregate, attempts, when it was parked and the first line of the error. --json prints\n"
+        "one object per line with everything, the traceback and the event included.",
+        "eventuali-pg dead-letters list",
+        "eventuali-pg dead-letters list --subscription order-summary --json | jq -r .error",
+    )
+    listing.add_argument(
+        "--subscription",
+        type=_non_empty,
+        metavar="ID",
+        default=None,
+        help="only this subscription's letters",
+    )
+    listing.add_argument(
+        "--limit", type=_positive_int, default=100, metavar="N", help="at most N letters (100)"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = action(
+        "show",
+        "one parked event in full: event, payload, error and traceback",
+        "Print one parked event in full: the event's envelope and payload, the attempts, and\n"
+        "the last error with its traceback. Exit code 3 when no such event is parked.",
+        "eventuali-pg dead-letters show order-summary 1042",
+        "eventuali-pg dead-letters show order-summary 1042 --json | jq -r .traceback",
+    )
+    letter(show)
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+
+    discard = action(
+        "discard",
+        "delete a parked event without handling it (or --all of a subscription, with --yes)",
+        "Delete a parked event without handling it: the projection never sees it. With --all\n"
+        "--subscription ID, every parked event of that subscription (asks for --yes).\n"
+        "Exit code 3 when there was nothing to discard.",
+        "eventuali-pg dead-letters discard order-summary 1042",
+        "eventuali-pg dead-letters discard --all --subscription order-summary --yes",
+    )
+    letter(discard, nargs="?")
+    discard.add_argument(
+        "--all",
+        dest="discard_all",
+        action="store_true",
+        help="every parked event of --subscription ID",
+    )
+    discard.add_argument(
+        "--subscription",
+        dest="all_subscription",
+        type=_non_empty,
+        metavar="ID",
+        default=None,
+        help="with --all: the subscription whose letters to discard",
+    )
+    discard.add_argument("--yes", action="store_true", help="with --all: really discard them")
+
+    retry = action(
+        "retry",
+        "hand a parked event to your projection once more (--projection module:attribute)",
+        "Import your application's projection and hand it the parked event once more, with\n"
+        "DeadLetterQueue.retry: on success the letter is removed (for a TransactionalProjection\n"
+        "in the same transaction as the handler's writes); if the handler raises again the\n"
+        "letter stays with one more attempt and the new error, and the exit code is 3.\n"
+        "--projection module:attribute names a Projection or TransactionalProjection subclass\n"
+        "(created with no arguments), an instance, or a function with no arguments returning\n"
+        "one; the current directory is on the import path, as with `python -m`. The retried\n"
+        "event reaches the handler after later events of its aggregate (out of order).",
+        "eventuali-pg dead-letters retry order-summary 1042 --projection myapp.views:Orders",
+        "eventuali-pg dead-letters retry order-summary 1042 --projection myapp.views:build",
+    )
+    letter(retry)
+    retry.add_argument(
+        "--projection",
+        type=_projection_spec,
+        required=True,
+        metavar="MODULE:ATTRIBUTE",
+        help="the projection to run, e.g. myapp.projections:OrderSummary",
+    )
 
 
 def _add_server(commands: _Commands) -> None:
