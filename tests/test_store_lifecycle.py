@@ -27,7 +27,7 @@ async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 async def _store_connections(admin: asyncpg.Connection) -> int:
     return int(await admin.fetchval(
         "SELECT count(*) FROM pg_stat_activity "
-        "WHERE application_name = 'eventuali_pg' AND datname = current_database()"
+        "WHERE application_name LIKE 'eventuali\\_pg%' AND datname = current_database()"
     ))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ..stream.listener import LISTENER_APPLICATION_NAME
 from . import EXIT_OK
 from .output import console, json_text
 from .target import CLI_APPLICATION_NAME, Target, check_schema, connect, resolve
@@ -15,14 +16,6 @@ if TYPE_CHECKING:
 #: The rate is counted among at most this many of the newest events (a bounded index scan).
 RATE_WINDOW_ROWS = 200_000
 RATE_SECONDS = 60
-
-#: Tables another part of eventuali-pg may add for parked events, checked in this order.
-DEAD_LETTER_TABLES = ("dead_letters", "dead_letter", "dead_letter_events")
-#: Columns naming the subscription a dead letter belongs to, checked in this order.
-DEAD_LETTER_GROUP_COLUMNS = ("subscription_id", "projection", "projection_name", "subscription")
-
-#: application_name of LISTEN connections that identify themselves.
-LISTENER_APPLICATION_NAME = "eventuali_pg_listener"
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -88,31 +81,20 @@ async def collect(connection: asyncpg.Connection, target: Target) -> dict[str, A
 
 
 async def _dead_letters(connection: asyncpg.Connection, schema: str) -> dict[str, Any] | None:
-    """Counts of parked events, or None when the schema has no dead-letter table."""
-    for name in DEAD_LETTER_TABLES:
-        if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.{name}"):
-            break
-    else:
+    """Counts of parked events, or None when the schema predates the dead-letter table."""
+    table = f"{schema}.dead_letters"
+    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
         return None
-    columns = {
-        row["column_name"]
-        for row in await connection.fetch(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = $1 AND table_name = $2",
-            schema,
-            name,
-        )
+    rows = await connection.fetch(
+        f"SELECT subscription_id, count(*) AS n FROM {table} "
+        "GROUP BY subscription_id ORDER BY subscription_id"
+    )
+    by_subscription = {str(row["subscription_id"]): int(row["n"]) for row in rows}
+    return {
+        "table": table,
+        "total": sum(by_subscription.values()),
+        "by_subscription": by_subscription,
     }
-    total = int(await connection.fetchval(f"SELECT count(*) FROM {schema}.{name}"))
-    by_subscription: dict[str, int] = {}
-    group = next((column for column in DEAD_LETTER_GROUP_COLUMNS if column in columns), None)
-    if group is not None:
-        rows = await connection.fetch(
-            f'SELECT "{group}"::text AS key, count(*) AS n FROM {schema}.{name} '
-            f'GROUP BY "{group}" ORDER BY "{group}"'
-        )
-        by_subscription = {str(row["key"]): int(row["n"]) for row in rows}
-    return {"table": f"{schema}.{name}", "total": total, "by_subscription": by_subscription}
 
 
 async def _connections(connection: asyncpg.Connection) -> dict[str, Any]:

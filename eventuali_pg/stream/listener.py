@@ -21,6 +21,9 @@ from .backoff import Backoff
 
 logger = logging.getLogger("eventuali_pg.listener")
 
+#: application_name of LISTEN connections, so monitoring can tell them apart.
+LISTENER_APPLICATION_NAME = "eventuali_pg_listener"
+
 
 class NotificationListener:
     """Keeps one connection LISTENing on ``channel``; calls ``on_wake(head)`` for each doorbell.
@@ -129,7 +132,11 @@ class NotificationListener:
             await asyncio.sleep(backoff.next_delay())
 
     async def _connect(self, terminated: asyncio.Event) -> None:
-        connection = await connect(self._dsn, timeout=self._connect_timeout)
+        connection = await connect(
+            self._dsn,
+            timeout=self._connect_timeout,
+            server_settings={"application_name": LISTENER_APPLICATION_NAME},
+        )
         self._connection = connection
         connection.add_termination_listener(lambda _conn: terminated.set())
         await connection.add_listener(self._channel, self._notified)
@@ -158,7 +165,7 @@ class NotificationListener:
                 async with asyncio.timeout(self._heartbeat_timeout):
                     await connection.fetchval("SELECT 1")
                 self.heartbeats += 1
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # whatever the failure, the connection is unusable
                 return f"heartbeat failed: {type(exc).__name__} {exc}".strip()
 
     async def _drop_connection(self) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from ..errors import EventualiError, StoreClosedError, SubscriptionClosed, SubscriptionLagged
+from ..errors import StoreClosedError, SubscriptionClosed, SubscriptionLagged
 from .backoff import Backoff
 from .stream_event import StreamEvent
 from .subscription import Subscription
@@ -251,7 +251,7 @@ class EventStreamReceiver:
                 break
             except StoreClosedError:
                 raise _Ended from None
-            except (EventualiError, OSError) as exc:
+            except Exception as exc:  # a catch-up read must never end the iteration
                 delay = backoff.next_delay()
                 logger.warning(
                     "catch-up read for subscription %r failed (%s); retrying in %.2fs",
