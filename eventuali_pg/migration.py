@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from ._dsn import DSN_ENVIRONMENT_VARIABLES, resolve_dsn
 from ._identifiers import validate_identifier
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SchemaNotReadyError
 from .store.connection import connect
 from .store.schema import DEFAULT_SCHEMA, VERSION_TABLE
 
@@ -156,6 +156,33 @@ def _run_lock() -> asyncio.Lock:
     if lock is None:
         lock = _RUN_LOCKS[loop] = asyncio.Lock()
     return lock
+
+
+async def check_schema_revision(
+    connection: asyncpg.Connection, schema: str, *, command: str
+) -> str:
+    """The schema's revision; raise :class:`SchemaNotReadyError` unless it is the newest.
+
+    ``command`` tells the reader what to run (it differs between code and the command line).
+    """
+    revision = await fetch_revision(connection, schema)
+    head = head_revision()
+    if revision is None:
+        raise SchemaNotReadyError(
+            f"the event store schema {schema!r} does not exist in this database; {command}"
+        )
+    if revision == head:
+        return revision
+    if revision in known_revisions():
+        raise SchemaNotReadyError(
+            f"the event store schema {schema!r} is at revision {revision}, older than this "
+            f"library's {head}; {command}"
+        )
+    raise SchemaNotReadyError(
+        f"the event store schema {schema!r} is at revision {revision}, which this version of "
+        "eventuali-pg does not know (the database was migrated by a newer release); upgrade "
+        "eventuali-pg"
+    )
 
 
 async def _run(dsn: str | None, schema: str, action: Any) -> None:

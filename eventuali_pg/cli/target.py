@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._dsn import DSN_ENVIRONMENT_VARIABLES, describe_dsn
-from ..errors import SchemaNotReadyError
 from .output import note
 
 if TYPE_CHECKING:
@@ -100,24 +99,7 @@ async def connect(target: Target) -> asyncpg.Connection:
 
 async def check_schema(connection: asyncpg.Connection, schema: str) -> str:
     """The schema's revision; raise SchemaNotReadyError naming the command to run if not head."""
-    from ..migration import fetch_revision, head_revision, known_revisions
+    from ..migration import check_schema_revision
 
-    revision = await fetch_revision(connection, schema)
-    head = head_revision()
     command = f"run `eventuali-pg migrate --schema {schema}` (with the same --dsn)"
-    if revision is None:
-        raise SchemaNotReadyError(
-            f"the event store schema {schema!r} does not exist in this database; {command}"
-        )
-    if revision != head:
-        if revision in known_revisions():
-            raise SchemaNotReadyError(
-                f"the event store schema {schema!r} is at revision {revision}, older than this "
-                f"library's {head}; {command}"
-            )
-        raise SchemaNotReadyError(
-            f"the event store schema {schema!r} is at revision {revision}, which this version "
-            "of eventuali-pg does not know (the database was migrated by a newer release); "
-            "upgrade eventuali-pg"
-        )
-    return revision
+    return await check_schema_revision(connection, schema, command=command)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .._tasks import cancel_and_wait
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
 from ..models import Event
 from ..stream.backoff import Backoff
@@ -252,12 +253,7 @@ class ProjectionRunner:
                     self._checkpoint_id,
                     self._stop_timeout,
                 )
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+            await cancel_and_wait(task)
             if not self._store.closed and self._processed > self._committed:
                 try:
                     await self._flush()

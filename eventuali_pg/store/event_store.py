@@ -18,7 +18,6 @@ from ..errors import (
     ConfigurationError,
     DatabaseUnavailableError,
     InvalidInputError,
-    SchemaNotReadyError,
     StoreClosedError,
 )
 from ..models import Aggregate, Event
@@ -170,7 +169,7 @@ class EventStore:
             resolved, min_size=pool_min_size, max_size=pool_max_size, timeout=connect_timeout
         )
         try:
-            await _check_schema(pool, resolved, schema)
+            await _check_schema(pool, schema)
         except BaseException:
             await pool.close()
             raise
@@ -542,28 +541,12 @@ def _check_positive_int(value: object, name: str) -> None:
         raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-async def _check_schema(pool: asyncpg.Pool, dsn: str, schema: str) -> None:
-    from ..migration import fetch_revision, head_revision, known_revisions
+async def _check_schema(pool: asyncpg.Pool, schema: str) -> None:
+    from ..migration import check_schema_revision
 
-    async with pool.acquire() as conn:
-        revision = await fetch_revision(conn, schema)
-    head = head_revision()
     command = (
         f"run `eventuali-pg migrate --schema {schema}` (or `await eventuali_pg.migrate(dsn, "
         f"schema={schema!r})`, or `alembic upgrade head` in the eventuali-pg checkout)"
     )
-    if revision is None:
-        raise SchemaNotReadyError(
-            f"the event store schema {schema!r} does not exist in this database; {command}"
-        )
-    if revision != head:
-        if revision in known_revisions():
-            raise SchemaNotReadyError(
-                f"the event store schema {schema!r} is at revision {revision}, older than this "
-                f"library's {head}; {command}"
-            )
-        raise SchemaNotReadyError(
-            f"the event store schema {schema!r} is at revision {revision}, which this version of "
-            "eventuali-pg does not know (the database was migrated by a newer release); upgrade "
-            "eventuali-pg"
-        )
+    async with pool.acquire() as conn:
+        await check_schema_revision(conn, schema, command=command)

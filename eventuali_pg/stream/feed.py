@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .._tasks import cancel_and_wait
 from ..errors import EventualiError, StoreClosedError
 from ..models import Event
 from .backoff import Backoff
@@ -192,13 +193,7 @@ class StoreFeed:
         if self._listener is not None:
             await self._listener.close()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+        await cancel_and_wait(task)
 
     def stats(self) -> FeedStats:
         """Reconnects, notifications, polls and reads so far."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from .._tasks import cancel_and_wait
 from ..errors import DatabaseUnavailableError
 from ..store.connection import connect
 from .backoff import Backoff
@@ -83,13 +84,7 @@ class NotificationListener:
     async def close(self) -> None:
         """Stop listening and close the connection. Idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+        await cancel_and_wait(task)
         await self._drop_connection()
 
     async def _run(self) -> None:
