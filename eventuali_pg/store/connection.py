@@ -59,8 +59,17 @@ async def create_pool(
             max_size=max_size,
             timeout=timeout,
             server_settings={"application_name": APPLICATION_NAME},
+            reset=_rollback_if_needed,
         )
     except _UNREACHABLE as exc:
         raise unreachable(dsn, exc) from exc
     assert pool is not None
     return pool
+
+
+async def _rollback_if_needed(connection: asyncpg.Connection) -> None:
+    # asyncpg's default reset sends one more round trip (UNLISTEN, RESET ALL, ...) on every
+    # release. The store's own statements leave no session state behind; connections lent to
+    # application code (EventStore.connection) are fully reset before they come back.
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")

@@ -445,7 +445,10 @@ class EventStore:
         try:
             yield conn
         finally:
-            await self._pool.release(conn)
+            try:
+                await conn.reset()  # whatever session state the block left (SET, LISTEN, locks)
+            finally:
+                await self._pool.release(conn)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         self._check_open()
