@@ -429,3 +429,22 @@ def test_every_error_derives_from_eventuali_error() -> None:
                if c.__module__ == errors.__name__]
     assert len(classes) > 10
     assert all(issubclass(c, EventualiError) for c in classes)
+
+
+async def test_rows_written_behind_the_stores_back_give_a_clear_error(dsn: str) -> None:
+    """A sequence row left behind by hand-written rows is named as such, not as a conflict."""
+    async with await EventStore.create(dsn) as store:
+        first = Counter(id="behind-1")
+        first.increment()
+        await store.save(first)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("UPDATE eventuali.global_sequence SET position = 0")
+        finally:
+            await conn.close()
+        second = Counter(id="behind-2")
+        second.increment()
+        with pytest.raises(EventualiError, match="without advancing") as caught:
+            await store.save(second)
+        assert not isinstance(caught.value, eventuali_pg.ConcurrencyError)
+        assert second.has_uncommitted_events()

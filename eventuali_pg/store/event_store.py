@@ -17,6 +17,7 @@ from ..errors import (
     ConcurrencyError,
     ConfigurationError,
     DatabaseUnavailableError,
+    EventualiError,
     InvalidInputError,
     StoreClosedError,
 )
@@ -268,6 +269,15 @@ class EventStore:
                     InvalidInputError(
                         f"an event id of this save is already stored ({exc.detail}); "
                         "every event needs a new event_id"
+                    )
+                )
+            elif exc.constraint_name == "events_pkey":
+                group[0].fail(
+                    EventualiError(
+                        f"global position already taken ({exc.detail}): rows were written to "
+                        f"{self.schema}.events without advancing {self.schema}.global_sequence. "
+                        "Write events only through EventStore, and set the sequence row to the "
+                        "highest global_position before saving again"
                     )
                 )
             else:
