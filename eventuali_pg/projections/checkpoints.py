@@ -7,14 +7,13 @@ is :meth:`CheckpointStore.reset`, an explicit act. Every method takes an optiona
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, InvalidInputError
 from ..store.validation import check_position
+from ._db import using
 from .sql import ProjectionSql, projection_sql
 
 if TYPE_CHECKING:
@@ -44,18 +43,10 @@ class CheckpointStore:
         self._store = store
         self._sql: ProjectionSql = projection_sql(store.schema)
 
-    @contextlib.asynccontextmanager
-    async def _use(self, connection: Any) -> AsyncIterator[Any]:
-        if connection is not None:
-            yield connection
-        else:
-            async with self._store.connection() as conn:
-                yield conn
-
     async def get(self, subscription_id: str, *, connection: Any = None) -> int | None:
         """The stored position of ``subscription_id``; None when it has no checkpoint."""
         check_subscription_id(subscription_id)
-        async with self._use(connection) as conn:
+        async with using(self._store, connection) as conn:
             value = await conn.fetchval(self._sql.checkpoint_get, subscription_id)
         return int(value) if value is not None else None
 
@@ -79,7 +70,7 @@ class CheckpointStore:
         check_position(position)
         if expected is not None:
             check_position(expected, what="expected")
-        async with self._use(connection) as conn:
+        async with using(self._store, connection) as conn:
             if expected is None:
                 row = await conn.fetchrow(self._sql.checkpoint_advance, subscription_id, position)
                 if row is not None:
@@ -118,20 +109,20 @@ class CheckpointStore:
         """Set the checkpoint to ``position`` (default 0, the whole history), even backwards."""
         check_subscription_id(subscription_id)
         check_position(position)
-        async with self._use(connection) as conn:
+        async with using(self._store, connection) as conn:
             await conn.execute(self._sql.checkpoint_set, subscription_id, position)
 
     async def delete(self, subscription_id: str, *, connection: Any = None) -> None:
         """Forget the checkpoint (the next durable subscription starts from 0)."""
         check_subscription_id(subscription_id)
-        async with self._use(connection) as conn:
+        async with using(self._store, connection) as conn:
             await conn.execute(self._sql.checkpoint_delete, subscription_id)
 
     async def list(self, prefix: str = "") -> list[Checkpoint]:
         """Every checkpoint whose id starts with ``prefix`` (all by default), sorted by id."""
         if not isinstance(prefix, str):
             raise InvalidInputError(f"prefix must be a string, got {prefix!r}")
-        async with self._use(None) as conn:
+        async with using(self._store, None) as conn:
             rows = await conn.fetch(self._sql.checkpoint_list, prefix)
         return [
             Checkpoint(row["subscription_id"], int(row["position"]), row["updated_at"])

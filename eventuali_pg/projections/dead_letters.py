@@ -7,12 +7,10 @@ they are retried successfully (:meth:`DeadLetterQueue.retry`) or discarded on pu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import traceback as tb
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidInputError
 from ..models import Event, event_class_for
 from ..store.validation import check_limit, check_position
+from ._db import using
 from .checkpoints import check_subscription_id
 from .projection import AnyProjection, TransactionalProjection
 from .sql import ProjectionSql, projection_sql
@@ -65,14 +64,6 @@ class DeadLetterQueue:
         self._store = store
         self._sql: ProjectionSql = projection_sql(store.schema)
 
-    @contextlib.asynccontextmanager
-    async def _use(self, connection: Any) -> AsyncIterator[Any]:
-        if connection is not None:
-            yield connection
-        else:
-            async with self._store.connection() as conn:
-                yield conn
-
     async def park(
         self,
         subscription_id: str,
@@ -90,7 +81,7 @@ class DeadLetterQueue:
         if event.global_position is None:
             raise InvalidInputError("only stored events (with a global_position) can be parked")
         message, trace = describe_error(error)
-        async with self._use(connection) as conn:
+        async with using(self._store, connection) as conn:
             await conn.execute(
                 self._sql.dead_letter_park,
                 subscription_id,
@@ -122,7 +113,7 @@ class DeadLetterQueue:
         if subscription_id is not None:
             check_subscription_id(subscription_id)
         check_limit(limit)
-        async with self._use(None) as conn:
+        async with using(self._store, None) as conn:
             rows = await conn.fetch(self._sql.dead_letter_list, subscription_id, limit)
         return [_dead_letter(row) for row in rows]
 
@@ -130,21 +121,21 @@ class DeadLetterQueue:
         """The parked event at ``position`` of ``subscription_id``, None if there is none."""
         check_subscription_id(subscription_id)
         check_position(position)
-        async with self._use(None) as conn:
+        async with using(self._store, None) as conn:
             row = await conn.fetchrow(self._sql.dead_letter_get, subscription_id, position)
         return _dead_letter(row) if row is not None else None
 
     async def count(self, subscription_id: str) -> int:
         """How many events ``subscription_id`` has parked."""
         check_subscription_id(subscription_id)
-        async with self._use(None) as conn:
+        async with using(self._store, None) as conn:
             return int(await conn.fetchval(self._sql.dead_letter_count, subscription_id))
 
     async def discard(self, subscription_id: str, position: int) -> bool:
         """Delete a parked event without handling it; False when it was not parked."""
         check_subscription_id(subscription_id)
         check_position(position)
-        async with self._use(None) as conn:
+        async with using(self._store, None) as conn:
             row = await conn.fetchrow(self._sql.dead_letter_delete, subscription_id, position)
         if row is not None:
             logger.warning("subscription %r discarded parked event %d", subscription_id, position)
@@ -153,7 +144,7 @@ class DeadLetterQueue:
     async def discard_all(self, subscription_id: str, *, connection: Any = None) -> int:
         """Delete every parked event of ``subscription_id``; returns how many there were."""
         check_subscription_id(subscription_id)
-        async with self._use(connection) as conn:
+        async with using(self._store, connection) as conn:
             status = await conn.execute(self._sql.dead_letter_delete_all, subscription_id)
         return int(str(status).rsplit(" ", 1)[-1])
 
