@@ -12,7 +12,7 @@ import pytest
 from helpers.projection_domain import ProjTicker, apply_exactly_once, create_read_model, seed
 from helpers.projection_process import fetchval
 
-from eventuali_pg import Event, EventStore
+from eventuali_pg import Event, EventStore, InvalidInputError
 from eventuali_pg.projections import (
     CheckpointStore,
     DeadLetterQueue,
@@ -118,6 +118,20 @@ async def test_poison_event_is_retried_parked_retried_and_discarded(dsn: str, mo
             assert await runner.retry_dead_letter(first) is False
             again = await runner.dead_letter_queue.get(runner.subscription_id, first)
             assert again is not None and again.attempts == 4
+
+            # Whatever the handler raises counts as failing again, even a library error type.
+            class Refuses(Projection):
+                async def handle_event(self, event: Event) -> None:
+                    raise InvalidInputError("the handler refuses this event")
+
+            assert await runner.dead_letter_queue.retry(
+                runner.subscription_id, first, Refuses()
+            ) is False
+            again = await runner.dead_letter_queue.get(runner.subscription_id, first)
+            assert again is not None and again.attempts == 5
+            assert "the handler refuses this event" in again.error
+            with pytest.raises(InvalidInputError, match="no event at position"):
+                await runner.dead_letter_queue.retry(runner.subscription_id, head + 99, Refuses())
 
             projection.fixed = True
             assert await runner.retry_dead_letter(first) is True

@@ -233,9 +233,7 @@ async def run_retry(args: argparse.Namespace) -> int:
             return _not_parked(subscription, position)
         try:
             handled = await queue.retry(subscription, position, projection)
-        except InvalidInputError:
-            if await queue.get(subscription, position) is not None:
-                raise  # from the handler itself, not "nothing parked"
+        except InvalidInputError:  # parked no more: retried or discarded meanwhile
             return _not_parked(subscription, position)
         after = None if handled else await queue.get(subscription, position)
     if handled:

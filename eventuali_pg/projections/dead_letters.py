@@ -166,19 +166,19 @@ class DeadLetterQueue:
                         self._sql.dead_letter_get_for_update, subscription_id, position
                     )
                     if row is None:
-                        raise InvalidInputError(
-                            f"no event at position {position} is parked for subscription "
-                            f"{subscription_id!r}; list them with DeadLetterQueue.list()"
-                        )
+                        raise _NotParked
                     event = await self._event_of(_dead_letter(row))
                     if isinstance(projection, TransactionalProjection):
                         await projection.handle_event(event, conn)
                     else:
                         await projection.handle_event(event)
                     await conn.execute(self._sql.dead_letter_delete, subscription_id, position)
-            except InvalidInputError:
-                raise
-            except Exception as exc:
+            except _NotParked:
+                raise InvalidInputError(
+                    f"no event at position {position} is parked for subscription "
+                    f"{subscription_id!r}; list them with DeadLetterQueue.list()"
+                ) from None
+            except Exception as exc:  # the handler failed again (whatever it raised)
                 if conn.is_closed():
                     raise
                 message, trace = describe_error(exc)
@@ -200,6 +200,10 @@ class DeadLetterQueue:
         if events and events[0].global_position == letter.global_position:
             return events[0]
         return letter.to_event()
+
+
+class _NotParked(Exception):
+    """No such parked event (raised inside the retry transaction, reported outside it)."""
 
 
 def _dead_letter(row: Any) -> DeadLetter:
