@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import DatabaseUnavailableError
-from ..store.connection import connect
+from ..store.connection import close_or_terminate, connect, watch_connection
 from ..stream.backoff import Backoff
 from .sql import ProjectionSql
 
@@ -89,18 +89,13 @@ class AdvisoryLease:
         connection = self._connection
         if not self._held or connection is None:
             raise LeaseLost(f"lease {self._name!r} is not held")
-        while True:
-            try:
-                async with asyncio.timeout(self._heartbeat_interval):
-                    await self._terminated.wait()
-                raise LeaseLost(f"lease {self._name!r}: lock connection terminated")
-            except TimeoutError:
-                pass
-            try:
-                async with asyncio.timeout(self._heartbeat_timeout):
-                    await connection.fetchval("SELECT 1")
-            except (TimeoutError, *_FAILURES) as exc:
-                raise LeaseLost(f"lease {self._name!r}: heartbeat failed ({exc!r})") from exc
+        reason = await watch_connection(
+            connection,
+            self._terminated,
+            interval=self._heartbeat_interval,
+            timeout=self._heartbeat_timeout,
+        )
+        raise LeaseLost(f"lease {self._name!r}: lock {reason}")
 
     async def release(self) -> None:
         """Give the lease up (closing the lock connection releases the lock). Idempotent."""
@@ -119,10 +114,4 @@ class AdvisoryLease:
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
         self._held = False
-        if connection is None or connection.is_closed():
-            return
-        try:
-            async with asyncio.timeout(2.0):
-                await connection.close()
-        except (TimeoutError, *_FAILURES):
-            connection.terminate()
+        await close_or_terminate(connection, 2.0)

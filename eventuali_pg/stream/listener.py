@@ -17,7 +17,7 @@ import asyncpg
 
 from .._tasks import cancel_and_wait
 from ..errors import DatabaseUnavailableError
-from ..store.connection import connect
+from ..store.connection import close_or_terminate, connect, watch_connection
 from .backoff import Backoff
 
 logger = logging.getLogger("eventuali_pg.listener")
@@ -147,29 +147,19 @@ class NotificationListener:
 
     async def _watch(self, terminated: asyncio.Event) -> str:
         """Return why the connection is considered dead: termination or failed heartbeat."""
-        connection = self._connection
-        assert connection is not None
-        while True:
-            try:
-                async with asyncio.timeout(self._heartbeat_interval):
-                    await terminated.wait()
-                return "connection terminated"
-            except TimeoutError:
-                pass
-            try:
-                async with asyncio.timeout(self._heartbeat_timeout):
-                    await connection.fetchval("SELECT 1")
-                self.heartbeats += 1
-            except Exception as exc:  # whatever the failure, the connection is unusable
-                return f"heartbeat failed: {type(exc).__name__} {exc}".strip()
+        assert self._connection is not None
+        return await watch_connection(
+            self._connection,
+            terminated,
+            interval=self._heartbeat_interval,
+            timeout=self._heartbeat_timeout,
+            on_heartbeat=self._count_heartbeat,
+        )
+
+    def _count_heartbeat(self) -> None:
+        self.heartbeats += 1
 
     async def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
         self._listening.clear()
-        if connection is None or connection.is_closed():
-            return
-        try:
-            async with asyncio.timeout(1.0):
-                await connection.close()
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            connection.terminate()
+        await close_or_terminate(connection, 1.0)
