@@ -235,14 +235,14 @@ class EventStore:
         batch = EncodedBatch()
         expected: list[int] = []
         events: list[Event] = []
-        for aggregate in pending:
-            uncommitted = aggregate.get_uncommitted_events()
+        for aggregate, uncommitted in pending:
             expected.append(aggregate.version - len(uncommitted))
             events += uncommitted
         for event in events:
             batch.add(event, max_payload_bytes=self._max_payload_bytes)
-        await self._coalescer.submit(SaveUnit(pending, expected, events, batch))
-        for aggregate in pending:
+        saved = [aggregate for aggregate, _ in pending]
+        await self._coalescer.submit(SaveUnit(saved, expected, events, batch))
+        for aggregate in saved:
             aggregate.mark_events_as_committed()
 
     async def _append_group(self, group: list[SaveUnit]) -> None:

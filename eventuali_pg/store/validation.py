@@ -56,10 +56,13 @@ def _as_collection(value: object, what: str) -> Collection[object]:
     return value
 
 
-def check_aggregates_to_save(aggregates: Iterable[Aggregate]) -> list[Aggregate]:
-    """Aggregates with well-formed uncommitted events, each once; those with none are skipped."""
+def check_aggregates_to_save(
+    aggregates: Iterable[Aggregate],
+) -> list[tuple[Aggregate, list[Event]]]:
+    """Aggregates with well-formed uncommitted events, each once, paired with those events;
+    aggregates with none are skipped."""
     seen: set[str] = set()
-    pending: list[Aggregate] = []
+    pending: list[tuple[Aggregate, list[Event]]] = []
     for aggregate in aggregates:
         if not isinstance(aggregate, Aggregate):
             raise InvalidInputError(f"expected an Aggregate, got {type(aggregate).__name__}")
@@ -81,7 +84,7 @@ def check_aggregates_to_save(aggregates: Iterable[Aggregate]) -> list[Aggregate]
             )
         for offset, event in enumerate(events, start=1):
             _check_event(aggregate, event, expected + offset)
-        pending.append(aggregate)
+        pending.append((aggregate, events))
     return pending
 
 
