@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
@@ -119,16 +119,6 @@ def event_class_for(event_type: str) -> type[Event] | None:
 def registered_event_types() -> dict[str, type[Event]]:
     """A copy of the registry: event type name to event class."""
     return dict(_registry)
-
-
-def event_from_parts(envelope: Mapping[str, Any], payload: Mapping[str, Any]) -> Event:
-    """Rebuild an event from its stored envelope and payload.
-
-    An event type with no class in this process becomes a generic :class:`Event` whose payload
-    fields are kept as extra attributes.
-    """
-    cls = _registry.get(str(envelope["event_type"]), Event)
-    return cls.model_validate({**payload, **envelope})
 
 
 def event_from_row(event_type: str, data: dict[str, Any]) -> Event:
