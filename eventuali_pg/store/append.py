@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..codec import EncodedBatch
 from ..models import Aggregate, Event
-from .codec import EncodedBatch
 
 logger = logging.getLogger("eventuali_pg.store")
 

@@ -13,6 +13,7 @@ import asyncpg
 
 from .._dsn import resolve_dsn
 from .._identifiers import validate_identifier
+from ..codec import EncodedBatch, records_to_events
 from ..errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -24,7 +25,6 @@ from ..errors import (
 from ..models import Aggregate, Event
 from . import connection as db
 from .append import AppendCoalescer, SaveUnit, append_arguments
-from .codec import EncodedBatch, records_to_events
 from .sql import DEFAULT_SCHEMA, StoreSql, store_sql
 from .validation import (
     check_aggregate_id,

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 
 from eventuali_pg import Aggregate, Event, EventStore
+from eventuali_pg.codec import EncodedBatch
 from eventuali_pg.store.append import SaveUnit, append_arguments
-from eventuali_pg.store.codec import EncodedBatch
 
 
 def append_args(store: EventStore, aggregates: Sequence[Aggregate],
