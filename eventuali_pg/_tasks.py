@@ -9,14 +9,23 @@ from typing import Any
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel ``task`` and wait until it has ended.
 
-    The task's own cancellation is absorbed; if the caller is cancelled while waiting, that
-    cancellation propagates. An error the task ended with is raised.
+    The task's own cancellation is absorbed and an error it ended with is raised. If the caller
+    is cancelled meanwhile, the task is still waited for (it is unwinding), then the caller's
+    cancellation propagates: it is never swallowed.
     """
     if task is None:
         return
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+            task.cancel()
+    if interrupted is not None:
+        raise interrupted
+    if not task.cancelled():
+        error = task.exception()
+        if error is not None:
+            raise error

@@ -95,3 +95,45 @@ class SubscriptionLagged(SubscriptionError):
 
 class CheckpointError(EventualiError):
     """A checkpoint would move backwards without an explicit reset."""
+
+
+class ConnectionLimitError(DatabaseUnavailableError):
+    """The server refused a new connection: a connection limit (the server's ``max_connections``
+    or the role's ``CONNECTION LIMIT``) was reached."""
+
+
+class PermissionDeniedError(EventualiError, PermissionError):
+    """The database role lacks a privilege the operation needs."""
+
+
+class StatementCancelledError(EventualiError):
+    """The server cancelled a statement (``statement_timeout``, ``lock_timeout`` or
+    ``pg_cancel_backend``); nothing it would have written was committed."""
+
+
+class StatementRefusedError(EventualiError):
+    """PostgreSQL refused a statement for a reason none of the other errors names."""
+
+
+class DecodeError(EventualiError):
+    """A stored event cannot be turned back into its event class (its payload no longer
+    validates, or an upcaster failed). Permanent: reading it again gives the same result."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event_type: str,
+        event_version: int,
+        global_position: int | None,
+        aggregate_id: str,
+    ) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+        self.event_version = event_version
+        self.global_position = global_position
+        self.aggregate_id = aggregate_id
+
+
+class ReceiverBusyError(SubscriptionError, RuntimeError):
+    """A second task tried to take events from a receiver another task is waiting on."""

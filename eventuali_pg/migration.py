@@ -19,10 +19,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from ._db.connector import connect
 from ._dsn import DSN_ENVIRONMENT_VARIABLES, resolve_dsn
 from ._identifiers import validate_identifier
 from .errors import ConfigurationError, SchemaNotReadyError
-from .store.connection import connect
 from .store.schema import DEFAULT_SCHEMA, VERSION_TABLE
 
 SCHEMA_ATTRIBUTE = "eventuali_pg_schema"

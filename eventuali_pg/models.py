@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
 
-from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
+from .errors import DecodeError, EventTypeConflictError, InvalidInputError, MissingHandlerError
 
 #: Fields every event carries; everything else on an event is its payload.
 ENVELOPE_FIELDS: frozenset[str] = frozenset(
@@ -78,6 +78,8 @@ class Event(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     recorded_at: AwareDatetime | None = None
 
+    _decode_error: DecodeError | None = PrivateAttr(default=None)
+
     def __init_subclass__(
         cls, *, event_type: str | None = None, replace: bool = False, **kwargs: Any
     ) -> None:
@@ -102,6 +104,15 @@ class Event(BaseModel):
         if not self.event_type:
             self.event_type = type(self).__event_type__
 
+    @property
+    def decode_error(self) -> DecodeError | None:
+        """Why this stored event could not be read as its registered class, else None.
+
+        Such an event is delivered as a generic :class:`Event` with every stored field kept
+        (payload fields as plain JSON values), so one unreadable row never stalls a reader.
+        """
+        return self._decode_error
+
     def payload(self) -> dict[str, Any]:
         """The event's own data (every field that is not part of the envelope), JSON-ready."""
         return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
@@ -122,7 +133,10 @@ def registered_event_types() -> dict[str, type[Event]]:
 
 
 def event_from_row(event_type: str, data: dict[str, Any]) -> Event:
-    """Validate ``data`` (payload and envelope in one dict) as the class of ``event_type``."""
+    """Validate ``data`` (payload and envelope in one dict) as the class of ``event_type``.
+
+    Raises pydantic's ``ValidationError`` when the data does not fit the class.
+    """
     cls = _registry.get(event_type, Event)
     return cls.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
 
@@ -214,6 +228,11 @@ class Aggregate(BaseModel):
     def mark_events_as_committed(self) -> None:
         """Forget the uncommitted events (the store calls this after a successful save)."""
         self._uncommitted.clear()
+
+    def _mark_committed(self, event_ids: set[int]) -> None:
+        # Only the events that were saved (by object identity): events applied while the save
+        # was in flight stay uncommitted.
+        self._uncommitted = [e for e in self._uncommitted if id(e) not in event_ids]
 
     @classmethod
     def from_events(cls, events: Iterable[Event], **initial: Any) -> Self:

@@ -92,7 +92,7 @@ async def open_store(
 
 async def connect(target: Target) -> asyncpg.Connection:
     """One plain connection (application_name ``eventuali_pg_cli``)."""
-    from ..store.connection import connect as connect_to
+    from .._db.connector import connect as connect_to
 
     return await connect_to(target.dsn, server_settings={"application_name": CLI_APPLICATION_NAME})
 

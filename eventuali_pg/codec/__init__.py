@@ -4,7 +4,7 @@ Every read path (loads, catch-up, the live feed, projections, dead letters, the 
 decodes through :mod:`.decode`; every append encodes through :mod:`.encode`.
 """
 
-from .decode import record_to_event, records_to_events
+from .decode import record_to_event, records_to_events, require_decoded
 from .encode import EncodedBatch
 
-__all__ = ["EncodedBatch", "record_to_event", "records_to_events"]
+__all__ = ["EncodedBatch", "record_to_event", "records_to_events", "require_decoded"]

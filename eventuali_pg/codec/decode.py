@@ -1,12 +1,21 @@
-"""Rows to events: the one place stored rows become event objects."""
+"""Rows to events: the one place stored rows become event objects.
+
+A row whose payload no longer fits its registered class (a rolling deploy added a required
+field; an old row has a value the class now refuses) is not an error here: it becomes a generic
+:class:`Event` with every stored field kept and a :class:`DecodeError` attached
+(``event.decode_error``). Each consumer decides what that means (see :func:`require_decoded`):
+receivers deliver it, projections park it, ``load()`` refuses it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic_core import from_json
 
+from ..errors import DecodeError
 from ..models import Event, event_from_row
 
 
@@ -45,9 +54,45 @@ def record_to_event(record: Any) -> Event:
     data["user_id"] = user_id
     data["metadata"] = {} if metadata == "{}" else from_json(metadata)
     data["recorded_at"] = recorded_at
-    return event_from_row(event_type, data)
+    try:
+        return event_from_row(event_type, data)
+    except ValidationError as exc:
+        return _undecodable(data, exc)
 
 
 def records_to_events(records: Sequence[Any]) -> list[Event]:
     """:func:`record_to_event` for each row, in order."""
     return [record_to_event(record) for record in records]
+
+
+def require_decoded(event: Event) -> Event:
+    """``event`` itself, or its :class:`DecodeError` raised (for paths that need the class)."""
+    error = event.decode_error
+    if error is not None:
+        raise error
+    return event
+
+
+def _undecodable(data: dict[str, Any], exc: ValidationError) -> Event:
+    event_type = str(data["event_type"])
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '(event)'}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )
+    error = DecodeError(
+        f"stored event {event_type!r} (event_version {data['event_version']}) at global "
+        f"position {data['global_position']} of aggregate {data['aggregate_id']!r} does not fit "
+        f"the event class registered for it in this process: {problems}. Make the class accept "
+        "the stored payload (a default for a new field, or an upcaster), or deploy the class "
+        "that wrote it",
+        event_type=event_type,
+        event_version=int(data["event_version"]),
+        global_position=data["global_position"],
+        aggregate_id=str(data["aggregate_id"]),
+    )
+    try:
+        event = Event.__pydantic_validator__.validate_python(data)
+    except ValidationError:  # the envelope itself is broken: keep what can be kept
+        event = Event.model_construct(**data)
+    event._decode_error = error
+    return event  # type: ignore[no-any-return]

@@ -15,8 +15,9 @@ from typing import Any
 
 import asyncpg
 
+from .._db import close_or_terminate, watch_connection
+from .._db.connector import connect
 from ..errors import DatabaseUnavailableError
-from ..store.connection import close_or_terminate, connect, watch_connection
 from ..stream.backoff import Backoff
 from .sql import ProjectionSql
 

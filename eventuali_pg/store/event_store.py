@@ -1,61 +1,61 @@
-"""EventStore: append events with a dense, commit-ordered global position; read them back."""
+"""EventStore: the facade. Append events with a dense, commit-ordered global position; read them
+back; let extensions (the live feed) follow every commit.
+
+The work is done by the modules it delegates to: :mod:`.options` (settings), :mod:`.writer` and
+:mod:`.appender` (saves), :mod:`.reader` (reads), :mod:`eventuali_pg._db` (connections and
+driver errors), :mod:`eventuali_pg.codec` (events to rows and back).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-import asyncpg
-
+from .._db import Connection, Connector, Pool, database_errors
 from .._dsn import resolve_dsn
-from .._identifiers import validate_identifier
-from ..codec import EncodedBatch, records_to_events
-from ..errors import (
-    ConcurrencyError,
-    ConfigurationError,
-    DatabaseUnavailableError,
-    EventualiError,
-    InvalidInputError,
-    StoreClosedError,
-)
+from ..codec import EncodedBatch, require_decoded
+from ..errors import StoreClosedError
 from ..models import Aggregate, Event
-from . import connection as db
-from .append import AppendCoalescer, SaveUnit, append_arguments
-from .sql import DEFAULT_SCHEMA, StoreSql, store_sql
-from .validation import (
-    check_aggregate_id,
-    check_aggregates_to_save,
-    check_limit,
-    check_name_filter,
-    check_position,
-)
+from .appender import AppendResult, SaveUnit, append
+from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
+from .reader import EventReader
+from .sql import StoreSql, store_sql
+from .validation import check_aggregates_to_save
+from .writer import AppendWriter
 
 if TYPE_CHECKING:
-    from ..stream.feed import FeedOptions, FeedStats, StoreFeed
-    from ..stream.streamer import EventStreamer
+    from ..stream.feed import FeedStats
+
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EventStore", "StoreResource", "StreamerLike"]
 
 logger = logging.getLogger("eventuali_pg.store")
 
 A = TypeVar("A", bound=Aggregate)
+R = TypeVar("R", bound="StoreResource")
 
-DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Called with the new head after every append this store commits.
+CommitListener = Callable[[int], None]
 
-# Failures that mean "the server or the connection went away", as opposed to a refused statement.
-_LOST_CONNECTION = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    # A pooled connection that has read the server's shutdown error but not yet the end of its
-    # socket is not closed yet; the next query on it fails with "cannot switch to state ...;
-    # another operation (2) is in progress" before anything is sent.
-    asyncpg.InternalClientError,
-)
+
+class StoreResource(Protocol):
+    """Something an extension keeps per store (the live feed), closed with the store."""
+
+    async def close(self) -> None:
+        """Release what the resource holds."""
+
+
+class StreamerLike(Protocol):
+    """What :meth:`EventStore.attach_streamer` needs of a streamer."""
+
+    async def attach(self, store: EventStore) -> None:
+        """Start following ``store``."""
+
+    async def detach(self, store: EventStore) -> None:
+        """Stop following ``store``."""
 
 
 class EventStore:
@@ -65,124 +65,59 @@ class EventStore:
     transaction, so global positions are 1, 2, 3, ... with no holes, in commit order.
     """
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        dsn: str,
-        sql: StoreSql,
-        *,
-        max_payload_bytes: int,
-        feed_options: FeedOptions,
-        max_batch_events: int = 1000,
-        max_batch_wait: float = 0.0,
-    ) -> None:
+    def __init__(self, connector: Connector, pool: Pool, options: StoreOptions) -> None:
         """Use :meth:`EventStore.create`; this wires an already opened pool."""
+        self._connector = connector
         self._pool = pool
-        self._dsn = dsn
-        self._sql = sql
-        self._max_payload_bytes = max_payload_bytes
-        self._feed_options = feed_options
-        self._feed: StoreFeed | None = None
-        self._feed_lock = asyncio.Lock()
-        self._closed = False
-        self._coalescer = AppendCoalescer(
-            self._append_group, max_events=max_batch_events, max_wait=max_batch_wait
+        self._options = options
+        self._sql: StoreSql = store_sql(options.schema, options.notify_channel)
+        self._reader = EventReader(pool, self._sql, connector.dsn, page_size=options.page_size)
+        self._writer = AppendWriter(
+            self._append_group,
+            self._group_done,
+            max_events=options.max_batch_events,
+            max_wait=float(options.max_batch_wait),
         )
+        self._commit_listeners: list[CommitListener] = []
+        self._resources: dict[str, StoreResource] = {}
+        self._resource_lock = asyncio.Lock()
+        self._closed = False
 
     @classmethod
     async def create(
-        cls,
-        dsn: str | None = None,
-        *,
-        schema: str = DEFAULT_SCHEMA,
-        channel: str | None = None,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        pool_min_size: int = 1,
-        pool_max_size: int = 10,
-        connect_timeout: float = 10.0,
-        streamer: EventStreamer | None = None,
-        notify: bool = True,
-        poll_interval: float | None = None,
-        heartbeat_interval: float = 5.0,
-        heartbeat_timeout: float = 5.0,
-        page_size: int = 1000,
-        max_batch_events: int = 1000,
-        max_batch_wait: float = 0.0,
-        **unknown: object,
+        cls, dsn: str | None = None, *, streamer: StreamerLike | None = None, **options: Any
     ) -> Self:
         """Connect to PostgreSQL and check that the schema is migrated.
 
-        ``dsn`` defaults to ``EVENTUALI_PG_DSN``, then ``DATABASE_URL``. Tables live in PostgreSQL
-        schema ``schema``; appends notify on ``channel`` (default: the schema name). Raises
+        ``dsn`` defaults to ``EVENTUALI_PG_DSN``, then ``DATABASE_URL``. Options (see
+        :class:`StoreOptions`): ``schema``, ``channel``, ``max_payload_bytes``,
+        ``pool_min_size``, ``pool_max_size``, ``connect_timeout``, ``statement_cache_size``,
+        ``notify``, ``poll_interval``, ``heartbeat_interval``, ``heartbeat_timeout``,
+        ``page_size``, ``max_batch_events``, ``max_batch_wait``. Raises
+        :class:`ConfigurationError` for an unknown or invalid option,
         :class:`DatabaseUnavailableError` when the server cannot be reached and
         :class:`SchemaNotReadyError` when the schema is missing or outdated.
 
         With ``streamer`` every saved event (from any process) is published to it, in global
-        order, exactly once. Delivery settings: ``notify`` (LISTEN for appends; False polls
-        only, for transaction-pooling proxies), ``poll_interval`` (seconds between polls that
-        back up lost notifications; default 1.0, or 0.2 without LISTEN),
-        ``heartbeat_interval``/``heartbeat_timeout`` (checks of the LISTEN connection),
-        ``page_size`` (rows per read).
-
-        Concurrent saves are coalesced into one transaction of at most ``max_batch_events``
-        events (1 turns coalescing off); ``max_batch_wait`` seconds (default 0: never wait) lets
-        a save wait for company.
+        order, exactly once. Concurrent saves are coalesced into one transaction of at most
+        ``max_batch_events`` events; ``max_batch_wait`` seconds (default 0: never wait) lets a
+        save wait for company.
         """
-        if unknown:
-            raise ConfigurationError(
-                f"unknown EventStore option(s): {', '.join(sorted(unknown))}. Valid options: "
-                "dsn, schema, channel, max_payload_bytes, pool_min_size, pool_max_size, "
-                "connect_timeout, streamer, notify, poll_interval, heartbeat_interval, "
-                "heartbeat_timeout, page_size, max_batch_events, max_batch_wait"
-            )
-        feed_options = _feed_options(
-            notify=notify,
-            poll_interval=poll_interval,
-            heartbeat_interval=heartbeat_interval,
-            heartbeat_timeout=heartbeat_timeout,
-            page_size=page_size,
-            connect_timeout=connect_timeout,
+        settings = StoreOptions.from_keywords(**options)
+        connector = Connector(
+            resolve_dsn(dsn),
+            connect_timeout=float(settings.connect_timeout),
+            statement_cache_size=settings.statement_cache_size,
         )
-        resolved = resolve_dsn(dsn)
-        validate_identifier(schema, what="schema name")
-        sql = store_sql(schema, channel if channel is not None else schema)
-        _check_positive_int(max_payload_bytes, "max_payload_bytes")
-        _check_positive_int(max_batch_events, "max_batch_events")
-        if (
-            isinstance(max_batch_wait, bool)
-            or not isinstance(max_batch_wait, (int, float))
-            or not 0 <= max_batch_wait <= 1
-        ):
-            raise ConfigurationError(
-                f"max_batch_wait must be a number of seconds from 0 to 1, got {max_batch_wait!r}"
-            )
-        _check_positive_int(pool_max_size, "pool_max_size")
-        if (
-            isinstance(pool_min_size, bool)
-            or not isinstance(pool_min_size, int)
-            or not (0 <= pool_min_size <= pool_max_size)
-        ):
-            raise ConfigurationError(
-                "pool_min_size must be an integer between 0 and pool_max_size, "
-                f"got {pool_min_size!r}"
-            )
-        pool = await db.create_pool(
-            resolved, min_size=pool_min_size, max_size=pool_max_size, timeout=connect_timeout
+        pool = await connector.pool(
+            min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
         try:
-            await _check_schema(pool, schema)
+            await _check_schema(pool, settings.schema)
         except BaseException:
             await pool.close()
             raise
-        store = cls(
-            pool,
-            resolved,
-            sql,
-            max_payload_bytes=max_payload_bytes,
-            feed_options=feed_options,
-            max_batch_events=max_batch_events,
-            max_batch_wait=float(max_batch_wait),
-        )
+        store = cls(connector, pool, settings)
         if streamer is not None:
             try:
                 await store.attach_streamer(streamer)
@@ -204,7 +139,22 @@ class EventStore:
     @property
     def dsn(self) -> str:
         """The DSN the store connects with."""
-        return self._dsn
+        return self._connector.dsn
+
+    @property
+    def options(self) -> StoreOptions:
+        """The store's settings."""
+        return self._options
+
+    @property
+    def connector(self) -> Connector:
+        """How the store reaches its database (for direct sessions: LISTEN, leases)."""
+        return self._connector
+
+    @property
+    def sql(self) -> StoreSql:
+        """The store's SQL statements."""
+        return self._sql
 
     @property
     def closed(self) -> bool:
@@ -226,112 +176,68 @@ class EventStore:
         """Append the uncommitted events of several aggregates in one transaction (all or none).
 
         Concurrent calls are coalesced into one transaction (one sequence advance, one NOTIFY,
-        one disk flush) while each call keeps its own outcome; see ``max_batch_events``.
+        one disk flush) while each call keeps its own outcome; see ``max_batch_events``. A save
+        whose caller is cancelled while it waits is withdrawn if it has not started; once
+        started it completes (its events are stamped and its aggregates marked committed).
         """
         self._check_open()
+        unit = self.encode(aggregates)
+        if unit is not None:
+            await self._writer.submit(unit)
+
+    def encode(self, aggregates: Iterable[Aggregate]) -> SaveUnit | None:
+        """Validate and encode a save of ``aggregates`` (None when there is nothing to save)."""
         pending = check_aggregates_to_save(aggregates)
         if not pending:
-            return
+            return None
         batch = EncodedBatch()
         expected: list[int] = []
         events: list[Event] = []
         for aggregate, uncommitted in pending:
             expected.append(aggregate.version - len(uncommitted))
             events += uncommitted
+        limit = self._options.max_payload_bytes
         for event in events:
-            batch.add(event, max_payload_bytes=self._max_payload_bytes)
-        saved = [aggregate for aggregate, _ in pending]
-        await self._coalescer.submit(SaveUnit(saved, expected, events, batch))
-        for aggregate in saved:
-            aggregate.mark_events_as_committed()
+            batch.add(event, max_payload_bytes=limit)
+        return SaveUnit([aggregate for aggregate, _ in pending], expected, events, batch)
 
-    async def _append_group(self, group: list[SaveUnit]) -> None:
-        try:
-            async with self._pool.acquire() as conn:
-                await self._append_with(conn, group)
-        except _LOST_CONNECTION as exc:
-            raise DatabaseUnavailableError(
-                f"lost the connection to PostgreSQL while saving ({exc}); the save may or may "
-                "not have been committed: reload the aggregate to see, then retry if needed"
-            ) from exc
+    async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
+        with database_errors(self.dsn, writing=True):
+            async with self._pool.acquire() as connection:
+                return await append(connection, self._sql, self.dsn, units)
 
-    async def _append_with(self, conn: asyncpg.Connection, group: list[SaveUnit]) -> None:
-        try:
-            row = await conn.fetchrow(self._sql.append, *append_arguments(group, self.channel))
-        except asyncpg.UniqueViolationError as exc:
-            if len(group) > 1:
-                # Another process raced one of these aggregates; judge each save on its own.
-                for unit in group:
-                    await self._append_with(conn, [unit])
-                return
-            if exc.constraint_name == "events_event_id_key":
-                group[0].fail(
-                    InvalidInputError(
-                        f"an event id of this save is already stored ({exc.detail}); "
-                        "every event needs a new event_id"
-                    )
-                )
-            elif exc.constraint_name == "events_pkey":
-                group[0].fail(
-                    EventualiError(
-                        f"global position already taken ({exc.detail}): rows were written to "
-                        f"{self.schema}.events without advancing {self.schema}.global_sequence. "
-                        "Write events only through EventStore, and set the sequence row to the "
-                        "highest global_position before saving again"
-                    )
-                )
-            else:
-                group[0].fail(await self._concurrency_error(conn, group[0]))
+    def _group_done(self, result: AppendResult) -> None:
+        if result.head is None:
             return
-        rejected = set(row["rejected"])
-        accepted = [unit for index, unit in enumerate(group) if index not in rejected]
-        head = row["head"]
-        position = (head or 0) - sum(len(unit.batch) for unit in accepted) + 1
-        committed: list[Event] = []
-        for unit in accepted:
-            unit.succeed(position, row["recorded_at"])
-            committed += unit.events
-            position += len(unit.events)
-        if committed and self._feed is not None:
-            self._feed.publish_committed(committed)
-        for index in sorted(rejected):
-            group[index].fail(await self._concurrency_error(conn, group[index]))
+        for listener in list(self._commit_listeners):
+            listener(result.head)
 
-    async def _concurrency_error(
-        self, conn: asyncpg.Connection, unit: SaveUnit
-    ) -> ConcurrencyError:
-        ids = unit.aggregate_ids
-        rows = await conn.fetch(self._sql.aggregate_versions, ids)
-        actual = {row["aggregate_id"]: int(row["version"]) for row in rows}
-        pairs = list(zip(ids, unit.expected_versions, strict=True))
-        aggregate_id, expected_version = next(
-            ((i, v) for i, v in pairs if actual.get(i, 0) != v), pairs[0]
-        )
-        actual_version = actual.get(aggregate_id, 0)
-        return ConcurrencyError(
-            f"aggregate {aggregate_id!r} was expected at version {expected_version} but is at "
-            f"version {actual_version}: another writer saved first. Nothing was written; reload "
-            "the aggregate, apply the command again and save",
-            aggregate_id=aggregate_id,
-            expected_version=expected_version,
-            actual_version=actual_version,
-        )
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(head)`` after every append this store commits (synchronously, in
+        commit order; it must not block)."""
+        self._commit_listeners.append(listener)
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        """Stop calling ``listener``."""
+        if listener in self._commit_listeners:
+            self._commit_listeners.remove(listener)
 
     # -- reading -------------------------------------------------------------------------------
 
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
-        """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events (None if none)."""
+        """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events (None if none).
+
+        Raises :class:`DecodeError` when a stored event no longer fits its event class.
+        """
         events = await self.load_events(aggregate_id)
         if not events:
             return None
-        return cls.from_events(events)
+        return cls.from_events(require_decoded(event) for event in events)
 
     async def load_events(self, aggregate_id: str, from_version: int = 0) -> list[Event]:
         """Events of one aggregate with a version above ``from_version``, oldest first."""
-        check_aggregate_id(aggregate_id)
-        check_position(from_version, what="from_version")
-        records = await self._fetch(self._sql.load_aggregate, aggregate_id, from_version)
-        return records_to_events(records)
+        self._check_open()
+        return await self._reader.aggregate_events(aggregate_id, from_version)
 
     async def load_events_from_position(
         self,
@@ -346,57 +252,54 @@ class EventStore:
 
         Because positions are dense and commit-ordered, the result is complete: no event after
         ``position`` can appear later with a smaller position. Optional filters keep only the
-        given aggregate types and/or event types (served by indexes).
+        given aggregate types and/or event types (served by indexes). The whole result is held
+        in memory: for long ranges give a ``limit``, or use :meth:`iter_events_from_position`.
         """
-        check_position(position)
-        check_limit(limit)
-        if up_to is not None:
-            check_position(up_to, what="up_to")
-        if limit == 0:
-            return []
-        aggregate_filter = check_name_filter(aggregate_types, what="aggregate_types")
-        event_filter = check_name_filter(event_types, what="event_types")
-        query = self._sql.read_from_position(
-            aggregate_types=aggregate_filter is not None,
-            event_types=event_filter is not None,
-            upper_bound=up_to is not None,
-            limit=limit is not None,
+        self._check_open()
+        return await self._reader.after(
+            position, limit, aggregate_types=aggregate_types, event_types=event_types, up_to=up_to
         )
-        args: list[Any] = [position]
-        args += [f for f in (aggregate_filter, event_filter, up_to, limit) if f is not None]
-        return records_to_events(await self._fetch(query, *args))
+
+    def iter_events_from_position(
+        self,
+        position: int,
+        *,
+        aggregate_types: str | Iterable[str] | None = None,
+        event_types: str | Iterable[str] | None = None,
+        up_to: int | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Event]:
+        """Every event after ``position`` up to ``up_to`` (default: the head when iteration
+        starts), read in pages of ``page_size`` rows (default: the store's ``page_size``), so
+        any range fits in bounded memory: ``async for event in store.iter_events_from_position(0)``.
+        """
+        self._check_open()
+        return self._reader.iterate(
+            position,
+            aggregate_types=aggregate_types,
+            event_types=event_types,
+            up_to=up_to,
+            page_size=page_size,
+        )
 
     async def get_global_position(self) -> int:
         """The highest committed global position; 0 when the store is empty."""
-        return int(await self._fetchval(self._sql.head))
+        self._check_open()
+        return await self._reader.head()
 
     async def get_aggregate_version(self, aggregate_id: str) -> int | None:
         """The current version of an aggregate, None when it has no events."""
-        check_aggregate_id(aggregate_id)
-        value = await self._fetchval(self._sql.aggregate_version, aggregate_id)
-        return int(value) if value is not None else None
+        self._check_open()
+        return await self._reader.aggregate_version(aggregate_id)
 
     async def get_stream_position_at(self, aggregate_id: str, up_to: int) -> int | None:
         """The aggregate's version among events at or below global position ``up_to``."""
-        check_aggregate_id(aggregate_id)
-        check_position(up_to, what="up_to")
-        value = await self._fetchval(self._sql.aggregate_version_at, aggregate_id, up_to)
-        return int(value) if value is not None else None
-
-    async def _read_after(self, position: int, limit: int) -> list[Event]:
-        return records_to_events(
-            await self._fetch(
-                self._sql.read_from_position(
-                    aggregate_types=False, event_types=False, upper_bound=False, limit=True
-                ),
-                position,
-                limit,
-            )
-        )
+        self._check_open()
+        return await self._reader.aggregate_version_at(aggregate_id, up_to)
 
     # -- streaming ----------------------------------------------------------------------------
 
-    async def attach_streamer(self, streamer: EventStreamer) -> None:
+    async def attach_streamer(self, streamer: StreamerLike) -> None:
         """Publish every event saved from now on (by any process) to ``streamer``.
 
         The first attached streamer starts the store's feed: one LISTEN connection and one
@@ -404,43 +307,40 @@ class EventStore:
         number of streamers.
         """
         self._check_open()
-        async with self._feed_lock:
-            feed = self._feed
-            if feed is None:
-                from ..stream.feed import StoreFeed
+        await streamer.attach(self)
 
-                feed = StoreFeed(
-                    dsn=self._dsn,
-                    channel=self._sql.channel,
-                    read_page=self._read_after,
-                    head=await self.get_global_position(),
-                    options=self._feed_options,
-                )
-                await feed.start()
-                self._feed = feed
-            streamer._attach_source(self, feed.published_position)
-            feed.add(streamer)
-
-    async def detach_streamer(self, streamer: EventStreamer) -> None:
+    async def detach_streamer(self, streamer: StreamerLike) -> None:
         """Stop publishing to ``streamer``; its receivers end."""
-        if self._feed is not None:
-            self._feed.remove(streamer)
-        streamer._detach_source(self)
+        await streamer.detach(self)
+
+    async def resource(self, key: str, open_resource: Callable[[], Awaitable[R]]) -> R:
+        """The store's resource ``key``, opened by ``open_resource`` the first time; closed
+        with the store (for extensions such as the live feed)."""
+        self._check_open()
+        async with self._resource_lock:
+            existing = self._resources.get(key)
+            if existing is None:
+                existing = await open_resource()
+                self._resources[key] = existing
+            return existing  # type: ignore[return-value]
+
+    def existing_resource(self, key: str) -> StoreResource | None:
+        """The resource ``key`` if it was opened."""
+        return self._resources.get(key)
 
     @property
     def listener_pid(self) -> int | None:
         """Server process id of the LISTEN connection, None when not listening."""
-        feed = self._feed
-        if feed is None or feed.listener is None:
-            return None
-        return feed.listener.backend_pid
+        feed: Any = self._resources.get("feed")
+        return feed.listener_pid if feed is not None else None
 
     def stats(self) -> FeedStats | None:
         """Delivery figures (reconnects, notifications, polls, reads); None with no streamer."""
-        return self._feed.stats() if self._feed is not None else None
+        feed: Any = self._resources.get("feed")
+        return feed.stats() if feed is not None else None
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[Connection]:
         """Borrow a pooled connection for the block (``async with store.connection() as conn``).
 
         Projections use it to write a read model and their checkpoint in one transaction. The
@@ -448,31 +348,17 @@ class EventStore:
         back). Raises :class:`DatabaseUnavailableError` when no connection can be opened.
         """
         self._check_open()
-        try:
+        with database_errors(self.dsn):
             conn = await self._pool.acquire()
-        except _LOST_CONNECTION as exc:
-            raise db.unreachable(self._dsn, exc) from exc
         try:
             yield conn
         finally:
             try:
                 await conn.reset()  # whatever session state the block left (SET, LISTEN, locks)
+            except Exception:  # a broken connection is closed by the pool on release
+                logger.debug("resetting a lent connection failed", exc_info=True)
             finally:
                 await self._pool.release(conn)
-
-    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        self._check_open()
-        try:
-            return list(await self._pool.fetch(query, *args))
-        except _LOST_CONNECTION as exc:
-            raise db.unreachable(self._dsn, exc) from exc
-
-    async def _fetchval(self, query: str, *args: Any) -> Any:
-        self._check_open()
-        try:
-            return await self._pool.fetchval(query, *args)
-        except _LOST_CONNECTION as exc:
-            raise db.unreachable(self._dsn, exc) from exc
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -483,17 +369,15 @@ class EventStore:
             )
 
     async def close(self) -> None:
-        """Close every connection of the store. Idempotent."""
+        """Finish the saves already queued, stop the feed, close every connection. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self._coalescer.wait_idle()
-        feed, self._feed = self._feed, None
         try:
-            if feed is not None:
-                await feed.close()
-                for streamer in feed.streamers:
-                    streamer._detach_source(self)
+            await self._writer.close()
+            resources, self._resources = list(self._resources.values()), {}
+            for resource in reversed(resources):
+                await resource.close()
         finally:
             try:
                 async with asyncio.timeout(10.0):
@@ -514,47 +398,7 @@ class EventStore:
         await self.close()
 
 
-def _feed_options(
-    *,
-    notify: object,
-    poll_interval: object,
-    heartbeat_interval: object,
-    heartbeat_timeout: object,
-    page_size: object,
-    connect_timeout: object,
-) -> FeedOptions:
-    from ..stream.feed import FeedOptions
-
-    if not isinstance(notify, bool):
-        raise ConfigurationError(f"notify must be True or False, got {notify!r}")
-    if poll_interval is None:
-        poll_interval = 1.0 if notify else 0.2
-    seconds = {
-        "poll_interval": poll_interval,
-        "heartbeat_interval": heartbeat_interval,
-        "heartbeat_timeout": heartbeat_timeout,
-        "connect_timeout": connect_timeout,
-    }
-    for name, value in seconds.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
-    _check_positive_int(page_size, "page_size")
-    return FeedOptions(
-        notify=notify,
-        poll_interval=float(poll_interval),  # type: ignore[arg-type]
-        heartbeat_interval=float(heartbeat_interval),  # type: ignore[arg-type]
-        heartbeat_timeout=float(heartbeat_timeout),  # type: ignore[arg-type]
-        page_size=page_size,  # type: ignore[arg-type]
-        connect_timeout=float(connect_timeout),  # type: ignore[arg-type]
-    )
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-async def _check_schema(pool: asyncpg.Pool, schema: str) -> None:
+async def _check_schema(pool: Pool, schema: str) -> None:
     from ..migration import check_schema_revision
 
     command = (

@@ -30,7 +30,7 @@ from .sql import DEFAULT_SCHEMA
 __all__ = ["BRANCH_LABEL", "DEFAULT_SCHEMA", "VERSION_TABLE", "build_metadata", "table_names"]
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0002_projections"
+SCHEMA_REVISION = "0003_streams"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).
@@ -90,6 +90,20 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         PrimaryKeyConstraint("id", name="global_sequence_pkey"),
         CheckConstraint("id = 1", name="global_sequence_single_row"),
         CheckConstraint("position >= 0", name="global_sequence_position_not_negative"),
+    )
+
+    # One row per aggregate: its current version, checked and moved by every append (the
+    # optimistic-concurrency check), with room for a snapshot version and an erasure key id.
+    Table(
+        "streams",
+        metadata,
+        Column("aggregate_id", Text, nullable=False),
+        Column("aggregate_type", Text, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("snapshot_version", Integer, nullable=True),
+        Column("erasure_key_id", Text, nullable=True),
+        PrimaryKeyConstraint("aggregate_id", name="streams_pkey"),
+        CheckConstraint("version >= 0", name="streams_version_not_negative"),
     )
 
     Table(

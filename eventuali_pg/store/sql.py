@@ -32,40 +32,69 @@ class StoreSql:
     def append(self) -> str:
         """Append the events of one or more save units (one per ``save``/``save_all`` call).
 
-        ``$1..$3``: per aggregate, its unit, id and expected version; ``$4..$16``: per event, its
-        unit and one array per column; ``$17``: notification channel. A unit with an aggregate
-        whose version is not the expected one is rejected whole; the other units are written
-        with dense positions in input order. Returns one row: the new head (NULL when nothing
-        was written), the commit timestamp, and the rejected units.
+        ``$1..$5``: per aggregate, its unit, id, expected version, type and new version;
+        ``$6..$18``: per event, its unit and one array per column; ``$19``: notification
+        channel. Returns one row: the new head (NULL when nothing was written), the commit
+        timestamp, and the rejected units.
+
+        Order of work, which the data dependencies between the parts enforce:
+
+        1. lock the ``streams`` rows of the aggregates (sorted, so concurrent appends cannot
+           deadlock) and reject every unit with an aggregate not at its expected version; a
+           row held by another open transaction is waited for here, before anything global;
+        2. move the accepted aggregates' rows (insert the new ones: a creation racing another
+           transaction's waits for it, then its events collide with the racer's on the
+           ``(aggregate_id, aggregate_version)`` key and the whole statement fails);
+        3. only then advance the sequence row and insert the events with dense positions in
+           input order, and notify.
 
         Run outside an explicit transaction, the statement is its own transaction: the sequence
-        row is locked from the UPDATE until the commit that follows at once, so appenders commit
+        row is locked from its UPDATE until the commit that follows at once, so appenders commit
         in position order and the lock is held for one statement only.
         """
         s = self.schema
         return f"""
 WITH expected AS (
-    SELECT e.unit, e.aggregate_id, e.expected_version
-    FROM unnest($1::int[], $2::text[], $3::int[]) AS e(unit, aggregate_id, expected_version)
+    SELECT e.*
+    FROM unnest($1::int[], $2::text[], $3::int[], $4::text[], $5::int[])
+         AS e(unit, aggregate_id, expected_version, aggregate_type, new_version)
+), locked AS (
+    SELECT st.aggregate_id, st.version FROM {s}.streams st
+    WHERE st.aggregate_id = ANY($2::text[])
+    ORDER BY st.aggregate_id
+    FOR UPDATE
 ), rejected AS (
-    SELECT DISTINCT e.unit FROM expected e
-    WHERE e.expected_version <> COALESCE(
-        (SELECT max(ev.aggregate_version) FROM {s}.events ev
-         WHERE ev.aggregate_id = e.aggregate_id), 0)
+    SELECT DISTINCT e.unit FROM expected e LEFT JOIN locked l USING (aggregate_id)
+    WHERE e.expected_version <> COALESCE(l.version, 0)
+), moved AS (
+    UPDATE {s}.streams st SET version = e.new_version
+    FROM expected e
+    WHERE st.aggregate_id = e.aggregate_id AND e.expected_version > 0
+      AND e.unit NOT IN (SELECT unit FROM rejected)
+    RETURNING 1
+), created AS (
+    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version)
+    SELECT e.aggregate_id, e.aggregate_type, e.new_version FROM expected e
+    WHERE e.expected_version = 0 AND e.unit NOT IN (SELECT unit FROM rejected)
+    ORDER BY e.aggregate_id
+    ON CONFLICT (aggregate_id) DO NOTHING
+    RETURNING 1
 ), accepted AS (
     SELECT t.*, row_number() OVER (ORDER BY t.ord) AS rn
-    FROM unnest($4::int[], $5::uuid[], $6::text[], $7::text[], $8::int[], $9::text[],
-                $10::int[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-                $16::timestamptz[])
+    FROM unnest($6::int[], $7::uuid[], $8::text[], $9::text[], $10::int[], $11::text[],
+                $12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                $18::timestamptz[])
          WITH ORDINALITY AS t(unit, event_id, aggregate_id, aggregate_type, aggregate_version,
                               event_type, event_version, payload, causation_id, correlation_id,
                               user_id, metadata, occurred_at, ord)
     WHERE t.unit NOT IN (SELECT unit FROM rejected)
 ), total AS (
     SELECT count(*)::bigint AS n FROM accepted
+), streams_moved AS (
+    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created) AS k
 ), seq AS (
     UPDATE {s}.global_sequence SET position = position + total.n
-    FROM total WHERE id = 1 AND total.n > 0
+    FROM total, streams_moved WHERE id = 1 AND total.n > 0 AND streams_moved.k >= 0
     RETURNING position, total.n
 ), inserted AS (
     INSERT INTO {s}.events (
@@ -79,21 +108,21 @@ WITH expected AS (
 )
 SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
        ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected,
-       (SELECT pg_notify($17, position::text) FROM seq) AS notified
+       (SELECT pg_notify($19, position::text) FROM seq) AS notified
 """
 
     @property
     def aggregate_versions(self) -> str:
         """Current version of each aggregate id in ``$1`` (absent ids are left out)."""
         return (
-            f"SELECT aggregate_id, max(aggregate_version) AS version FROM {self.schema}.events "
-            "WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id"
+            f"SELECT aggregate_id, version FROM {self.schema}.streams "
+            "WHERE aggregate_id = ANY($1::text[])"
         )
 
     @property
     def aggregate_version(self) -> str:
         """Current version of aggregate ``$1``, NULL when it has no events."""
-        return f"SELECT max(aggregate_version) FROM {self.schema}.events WHERE aggregate_id = $1"
+        return f"SELECT version FROM {self.schema}.streams WHERE aggregate_id = $1"
 
     @property
     def aggregate_version_at(self) -> str:

@@ -1,10 +1,13 @@
 """StoreFeed: reads new rows of one store by position and publishes them to its streamers.
 
-One feed per store, one reader task. Wake-ups come from the LISTEN connection (other
-processes' appends), from the store itself (this process's appends), and from a periodic poll
-that covers lost notifications and the poll-only mode. Any number of wake-ups coalesce into one
-read loop, which reads pages after the last published position until it reaches the head: every
-event is published once, in order.
+One feed per store (kept as the store's ``"feed"`` resource, closed with it), one reader task.
+Wake-ups come from the LISTEN connection (other processes' appends), from the store's commit
+listener (this process's appends), and from a periodic poll that covers lost notifications and
+the poll-only mode. Any number of wake-ups coalesce into one read loop, which reads pages after
+the last published position until it reaches the head: every event is published once, in
+order, decoded from the stored row (so every delivery path gives what ``load_events`` gives,
+and subscribers never share the writer's objects). The reader task is the only writer of the
+published position.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._tasks import cancel_and_wait
 from ..errors import EventualiError, StoreClosedError
@@ -20,23 +24,14 @@ from ..models import Event
 from .backoff import Backoff
 from .listener import NotificationListener
 from .stream_event import StreamEvent
-from .streamer import EventStreamer
+
+if TYPE_CHECKING:
+    from ..store.event_store import EventStore
+    from .streamer import EventStreamer
 
 logger = logging.getLogger("eventuali_pg.feed")
 
 ReadPage = Callable[[int, int], Awaitable[list[Event]]]
-
-
-@dataclass(frozen=True)
-class FeedOptions:
-    """Delivery settings of a store (validated by EventStore.create)."""
-
-    notify: bool = True
-    poll_interval: float = 1.0
-    heartbeat_interval: float = 5.0
-    heartbeat_timeout: float = 5.0
-    page_size: int = 1000
-    connect_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,26 +48,40 @@ class FeedStats:
     streamers: int
 
 
+FEED_RESOURCE = "feed"
+
+
+async def feed_of(store: EventStore) -> StoreFeed:
+    """The store's feed, started (LISTEN active) the first time it is asked for."""
+
+    async def start() -> StoreFeed:
+        feed = StoreFeed(store)
+        await feed.start()
+        return feed
+
+    return await store.resource(FEED_RESOURCE, start)
+
+
 class StoreFeed:
     """Owns the listener and the reader task of one store."""
 
-    def __init__(
-        self, *, dsn: str, channel: str, read_page: ReadPage, head: int, options: FeedOptions
-    ) -> None:
-        self._read_page = read_page
-        self._options = options
-        self._published = head
+    def __init__(self, store: EventStore) -> None:
+        options = store.options
+        self._store = store
+        self._read_page: ReadPage = store.load_events_from_position
+        self._poll_interval = options.poll_seconds
+        self._page_size = options.page_size
+        self._published = 0
         self._streamers: list[EventStreamer] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener = (
             NotificationListener(
-                dsn,
-                channel,
+                store.connector,
+                store.channel,
                 self.wake,
                 heartbeat_interval=options.heartbeat_interval,
                 heartbeat_timeout=options.heartbeat_timeout,
-                connect_timeout=options.connect_timeout,
             )
             if options.notify
             else None
@@ -96,8 +105,15 @@ class StoreFeed:
         """Streamers this feed publishes to."""
         return list(self._streamers)
 
+    @property
+    def listener_pid(self) -> int | None:
+        """Server process id of the LISTEN connection, None when not listening."""
+        return self._listener.backend_pid if self._listener is not None else None
+
     async def start(self) -> None:
-        """Start the reader, then the listener; returns once LISTEN is active."""
+        """Read the head, start the reader, then the listener; returns once LISTEN is active."""
+        self._published = await self._store.get_global_position()
+        self._store.add_commit_listener(self.wake)
         self._task = asyncio.create_task(self._run(), name="eventuali_pg feed reader")
         if self._listener is not None:
             try:
@@ -122,26 +138,11 @@ class StoreFeed:
             return
         self._wake.set()
 
-    def publish_committed(self, events: list[Event]) -> None:
-        """Publish events this process has just committed, without reading them back.
-
-        Only when they directly follow the last published position (nothing from another
-        process came in between); otherwise the reader is woken to read them in order.
-        """
-        first = events[0].global_position
-        if first != self._published + 1:
-            self.wake(events[-1].global_position)
-            return
-        items = [StreamEvent.from_stored(event) for event in events]
-        self._published = items[-1].global_position
-        for streamer in self._streamers:
-            streamer._publish_many(items)
-
     async def _run(self) -> None:
         backoff = Backoff(initial=0.05, maximum=2.0)
         while True:
             try:
-                async with asyncio.timeout(self._options.poll_interval):
+                async with asyncio.timeout(self._poll_interval):
                     await self._wake.wait()
             except TimeoutError:
                 self._polls += 1
@@ -164,36 +165,31 @@ class StoreFeed:
                 self._wake.set()
 
     async def _read_to_head(self) -> None:
-        page_size = self._options.page_size
+        page_size = self._page_size
         while True:
             events = await self._read_page(self._published, page_size)
             self._reads += 1
             if not events:
                 return
-            # Events this process committed may have been published meanwhile (see
-            # publish_committed); the rest of the page follows them without a gap.
-            published = self._published
-            items = [
-                StreamEvent.from_stored(event)
-                for event in events
-                if event.global_position is not None and event.global_position > published
-            ]
-            if not items:
-                if len(events) < page_size:
-                    return
-                continue
+            items = [StreamEvent.from_stored(event) for event in events]
             self._published = items[-1].global_position
-            for streamer in self._streamers:
+            for streamer in list(self._streamers):
                 streamer._publish_many(items)
             if len(events) < page_size:
                 return
 
     async def close(self) -> None:
-        """Stop the listener and the reader. Idempotent."""
-        if self._listener is not None:
-            await self._listener.close()
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        """Stop the listener and the reader; end every streamer's receivers. Idempotent."""
+        self._store.remove_commit_listener(self.wake)
+        try:
+            if self._listener is not None:
+                await self._listener.close()
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
+        finally:
+            streamers, self._streamers = self._streamers, []
+            for streamer in streamers:
+                streamer._detach_source(self._store)
 
     def stats(self) -> FeedStats:
         """Reconnects, notifications, polls and reads so far."""

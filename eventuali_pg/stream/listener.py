@@ -13,11 +13,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
-
+from .._db import Connection, Connector, close_or_terminate, watch_connection
 from .._tasks import cancel_and_wait
 from ..errors import DatabaseUnavailableError
-from ..store.connection import close_or_terminate, connect, watch_connection
 from .backoff import Backoff
 
 logger = logging.getLogger("eventuali_pg.listener")
@@ -35,25 +33,23 @@ class NotificationListener:
 
     def __init__(
         self,
-        dsn: str,
+        connector: Connector,
         channel: str,
         on_wake: Callable[[int | None], None],
         *,
         heartbeat_interval: float,
         heartbeat_timeout: float,
-        connect_timeout: float,
     ) -> None:
-        self._dsn = dsn
+        self._connector = connector
         self._channel = channel
         self._on_wake = on_wake
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
-        self._connect_timeout = connect_timeout
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._first_attempt_done = asyncio.Event()
         self._first_error: BaseException | None = None
-        self._connection: asyncpg.Connection | None = None
+        self._connection: Connection | None = None
         self.reconnects = 0
         self.notifications = 0
         self.heartbeats = 0
@@ -127,11 +123,7 @@ class NotificationListener:
             await asyncio.sleep(backoff.next_delay())
 
     async def _connect(self, terminated: asyncio.Event) -> None:
-        connection = await connect(
-            self._dsn,
-            timeout=self._connect_timeout,
-            server_settings={"application_name": LISTENER_APPLICATION_NAME},
-        )
+        connection = await self._connector.session(application_name=LISTENER_APPLICATION_NAME)
         self._connection = connection
         connection.add_termination_listener(lambda _conn: terminated.set())
         await connection.add_listener(self._channel, self._notified)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConfigurationError,
@@ -18,6 +19,9 @@ from .receiver import EventStreamReceiver, ReceiverStats
 from .source import EventSource
 from .stream_event import StreamEvent
 from .subscription import Subscription
+
+if TYPE_CHECKING:
+    from ..store.event_store import EventStore
 
 logger = logging.getLogger("eventuali_pg.stream")
 
@@ -54,6 +58,7 @@ class EventStreamer:
         self._source: EventSource | None = None
         self._published = 0
         self._duplicates = 0
+        self._warned_hand_publish = False
 
     @property
     def capacity(self) -> int:
@@ -144,8 +149,10 @@ class EventStreamer:
         """Publish one event by hand. A global position at or below the last published one is
         ignored as a duplicate (returns False).
 
-        With a store attached the store publishes every saved event itself; publishing by hand
-        as well only makes sense for events that are not in that store.
+        With a store attached, the store's feed publishes every saved event and alone moves
+        the position: a hand publish is then ignored (returns False; logged once), so a bridge
+        written for a store-less streamer keeps working and a hand-made position above the
+        store's head cannot silence the streamer.
         """
         if not (
             isinstance(event, Event)
@@ -155,6 +162,15 @@ class EventStreamer:
             and global_position >= 1
         ):
             _reject_publish(event, stream_position, global_position)
+        if self._source is not None:
+            if global_position > self._head and not self._warned_hand_publish:
+                self._warned_hand_publish = True
+                logger.warning(
+                    "publish_event on a streamer that follows an EventStore is ignored: the "
+                    "store's feed publishes every saved event itself"
+                )
+            self._duplicates += 1
+            return False
         return self._publish(StreamEvent(event, stream_position, global_position))
 
     def _publish(self, item: StreamEvent) -> bool:
@@ -175,6 +191,24 @@ class EventStreamer:
             self._publish(item)
 
     # -- store attachment -----------------------------------------------------------------------
+
+    async def attach(self, store: EventStore) -> None:
+        """Follow ``store``: every event it saves (from any process) is published here, in
+        global order, exactly once (same as ``await store.attach_streamer(streamer)``)."""
+        from .feed import feed_of
+
+        feed = await feed_of(store)
+        self._attach_source(store, feed.published_position)
+        feed.add(self)
+
+    async def detach(self, store: EventStore) -> None:
+        """Stop following ``store``; every receiver of this streamer ends."""
+        from .feed import FEED_RESOURCE
+
+        feed: Any = store.existing_resource(FEED_RESOURCE)
+        if feed is not None:
+            feed.remove(self)
+        self._detach_source(store)
 
     def _attach_source(self, source: EventSource, head: int) -> None:
         if self._source is not None and self._source is not source:

@@ -13,7 +13,7 @@ import asyncpg
 
 from eventuali_pg import Aggregate, Event, EventStore
 from eventuali_pg.codec import EncodedBatch
-from eventuali_pg.store.append import SaveUnit, append_arguments
+from eventuali_pg.store.appender import SaveUnit, append_arguments
 
 
 def append_args(store: EventStore, aggregates: Sequence[Aggregate],
@@ -30,7 +30,7 @@ def append_args(store: EventStore, aggregates: Sequence[Aggregate],
         expected = [a.version - len(a.get_uncommitted_events()) for a in aggregates]
     batch = EncodedBatch()
     for event in events:
-        batch.add(event, max_payload_bytes=store._max_payload_bytes)
+        batch.add(event, max_payload_bytes=store.options.max_payload_bytes)
     unit = SaveUnit(list(aggregates), list(expected), list(events), batch)
     return append_arguments([unit], store.channel)
 

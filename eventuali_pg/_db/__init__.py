@@ -1,0 +1,24 @@
+"""The database layer: the only package that imports asyncpg.
+
+* :mod:`.connector` opens connections by role: the pool for statements, direct sessions for
+  LISTEN and session locks;
+* :mod:`.errors` turns driver failures into the library's error tree, in one place;
+* :mod:`.session` watches and closes direct sessions.
+"""
+
+from .connector import APPLICATION_NAME, Connection, Connector, Pool, Record
+from .errors import database_errors, is_lost_connection, translate
+from .session import close_or_terminate, watch_connection
+
+__all__ = [
+    "APPLICATION_NAME",
+    "Connection",
+    "Connector",
+    "Pool",
+    "Record",
+    "close_or_terminate",
+    "database_errors",
+    "is_lost_connection",
+    "translate",
+    "watch_connection",
+]

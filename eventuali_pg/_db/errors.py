@@ -1,0 +1,127 @@
+"""One translation of driver failures into the library's error tree.
+
+Categories, in the order they are told apart:
+
+* the server cancelled the statement (``statement_timeout``, ``pg_cancel_backend``):
+  :class:`StatementCancelledError`, nothing committed;
+* a connection limit: :class:`ConnectionLimitError`;
+* the connection is gone (network, server shutdown, terminated backend, a closed connection):
+  :class:`DatabaseUnavailableError`; for a write, whether it committed is unknown;
+* a missing privilege: :class:`PermissionDeniedError`;
+* a value PostgreSQL cannot store (bad text, out of range, too large for an index):
+  :class:`InvalidInputError`;
+* anything else the server refused: :class:`StatementRefusedError`.
+
+The driver's exception is kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
+
+from .._dsn import describe_dsn
+from ..errors import (
+    ConnectionLimitError,
+    DatabaseUnavailableError,
+    EventualiError,
+    InvalidInputError,
+    PermissionDeniedError,
+    StatementCancelledError,
+    StatementRefusedError,
+)
+
+_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    # A pooled connection that has read the server's shutdown error but not yet the end of its
+    # socket is not closed yet; the next query on it fails with "cannot switch to state ...;
+    # another operation (2) is in progress" before anything is sent.
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+)
+
+_BAD_VALUE = (
+    asyncpg.DataError,
+    asyncpg.ProgramLimitExceededError,
+)
+
+
+def is_lost_connection(exc: BaseException) -> bool:
+    """True when ``exc`` means the connection (or the server) went away, as opposed to a
+    statement the server refused or cancelled."""
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return False
+    return isinstance(exc, (*_LOST, DatabaseUnavailableError)) and not isinstance(
+        exc, ConnectionLimitError
+    )
+
+
+def translate(exc: BaseException, dsn: str, *, writing: bool = False) -> EventualiError | None:
+    """The library error for driver failure ``exc`` (None when ``exc`` is not one).
+
+    ``writing`` says a write was in flight: a lost connection then leaves its outcome unknown.
+    """
+    if isinstance(exc, EventualiError):
+        return exc
+    target = describe_dsn(dsn)
+    reason = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return StatementCancelledError(
+            f"PostgreSQL at {target} cancelled the statement ({reason}); nothing it would have "
+            "written was committed. Raise statement_timeout/lock_timeout for this role, or "
+            "retry"
+        )
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return ConnectionLimitError(
+            f"PostgreSQL at {target} refused a new connection: {reason}. A connection limit "
+            "was reached (the server's max_connections, or the role's or database's CONNECTION "
+            "LIMIT): lower pool_max_size, close idle clients, or raise the limit"
+        )
+    if isinstance(exc, _LOST):
+        if writing:
+            return DatabaseUnavailableError(
+                f"lost the connection to PostgreSQL at {target} while saving ({reason}); the "
+                "save may or may not have been committed: reload the aggregate to see, then "
+                "retry if needed"
+            )
+        return DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL at {target}: {reason}. Check that the server is running "
+            "and accepts connections there, and that the DSN's user, password and database "
+            "are right"
+        )
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return PermissionDeniedError(
+            f"the database role lacks a privilege on {target}: {reason}. Grant it to the "
+            "role, or connect as a role that has it"
+        )
+    if isinstance(exc, _BAD_VALUE):
+        return InvalidInputError(
+            f"PostgreSQL refused a value: {reason}. Nothing was written; fix the value "
+            "(ids, types and text must be valid UTF-8 without NUL characters, numbers in range)"
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return StatementRefusedError(f"PostgreSQL at {target} refused a statement: {reason}")
+    return None
+
+
+@contextlib.contextmanager
+def database_errors(dsn: str, *, writing: bool = False) -> Iterator[None]:
+    """Raise driver failures inside the block as library errors (see :func:`translate`)."""
+    try:
+        yield
+    except EventualiError:
+        raise
+    except Exception as exc:
+        translated = translate(exc, dsn, writing=writing)
+        if translated is None:
+            raise
+        raise translated from exc
