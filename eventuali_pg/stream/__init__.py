@@ -2,7 +2,7 @@
 
 from ..errors import SubscriptionClosed, SubscriptionLagged
 from .feed import FeedStats
-from .receiver import EventStreamReceiver, ReceiverStats
+from .receiver import EventStreamReceiver, ReceiverState, ReceiverStats
 from .stream_event import StreamEvent
 from .streamer import EventStreamer, StreamerStats
 from .subscription import Subscription, SubscriptionBuilder
@@ -11,6 +11,7 @@ __all__ = [
     "EventStreamReceiver",
     "EventStreamer",
     "FeedStats",
+    "ReceiverState",
     "ReceiverStats",
     "StreamEvent",
     "StreamerStats",

@@ -19,6 +19,7 @@ to catch up from, so it raises :class:`SubscriptionLagged` with the number of mi
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from ..errors import StoreClosedError, SubscriptionClosed, SubscriptionLagged
+from ..errors import ReceiverBusyError, StoreClosedError, SubscriptionClosed, SubscriptionLagged
 from .backoff import Backoff
 from .stream_event import StreamEvent
 from .subscription import Subscription
@@ -37,6 +38,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eventuali_pg.stream")
 
 MAX_CATCH_UP_PAGE = 1000
+MIN_CATCH_UP_PAGE = 100
+
+
+class ReceiverState(enum.Enum):
+    """Where a receiver's next events come from."""
+
+    #: From its buffer, filled by the live feed.
+    LIVE = "live"
+    #: From the table up to a target position (events above it are buffered live meanwhile).
+    CATCHING_UP = "catching_up"
+    #: Its buffer overflowed: it left the live feed, drains the buffer, then catches up.
+    OVERFLOWED = "overflowed"
+    #: Unsubscribed, closed, or its store closed: no more events.
+    ENDED = "ended"
 
 
 @dataclass(frozen=True)
@@ -78,16 +93,19 @@ class EventStreamReceiver:
         self._streamer = streamer
         self._subscription = subscription
         self._capacity = capacity
-        self._page_size = min(capacity, MAX_CATCH_UP_PAGE)
+        self._page_size = min(max(capacity, MIN_CATCH_UP_PAGE), MAX_CATCH_UP_PAGE)
+        self._state = ReceiverState.LIVE
+        self._consuming = False
         self._buffer: deque[StreamEvent] = deque()
         self._page: deque[StreamEvent] = deque()
         self._wakeup = asyncio.Event()
         self._last = start_after
         self._covered = start_after
-        self._live_since: int | None = None
-        self._catch_up_target: int | None = None
+        # Offers at or below this position are already covered by the table (catch-up).
+        self._live_since = start_after
+        # In CATCHING_UP: the position the table is read up to.
+        self._catch_up_target = start_after
         self._missed = 0
-        self._ended = False
         self._delivered = 0
         self._catch_ups = 0
         self._overflows = 0
@@ -109,7 +127,17 @@ class EventStreamReceiver:
     @property
     def closed(self) -> bool:
         """True once the receiver has ended."""
-        return self._ended
+        return self._state is ReceiverState.ENDED
+
+    @property
+    def state(self) -> ReceiverState:
+        """Where the next events come from (live, catching up, overflowed) or ended."""
+        return self._state
+
+    @property
+    def covered_position(self) -> int:
+        """Every event of the stream up to this position has been delivered or filtered out."""
+        return self._covered
 
     # -- called by the streamer (synchronously, never blocking) --------------------------------
 
@@ -117,26 +145,31 @@ class EventStreamReceiver:
         """(Re)join the live feed at streamer head ``head``; catch up to it first if behind."""
         self._live_since = max(head, self._last)
         if head > self._last:
+            self._state = ReceiverState.CATCHING_UP
             self._catch_up_target = head
             self._catch_ups += 1
         else:
+            self._state = ReceiverState.LIVE
             self._covered = max(self._covered, self._live_since)
         self._wakeup.set()
 
     def _offer(self, item: StreamEvent) -> None:
-        live_since = self._live_since
-        if live_since is None:
+        state = self._state
+        if state is ReceiverState.OVERFLOWED:
             if self._subscription.matches(item.event):
                 self._missed += 1
             return
-        if item.global_position <= live_since:
+        if state is ReceiverState.ENDED or item.global_position <= self._live_since:
             return
         if self._filtered and not self._subscription.matches(item.event):
-            if not self._buffer and self._catch_up_target is None and not self._page:
+            if state is ReceiverState.LIVE and not self._buffer and not self._page:
                 self._covered = item.global_position
             return
         if len(self._buffer) >= self._capacity:
-            self._live_since = None
+            if state is ReceiverState.CATCHING_UP:
+                # Buffered events follow a target not reached yet; the next catch-up reads them.
+                self._buffer.clear()
+            self._state = ReceiverState.OVERFLOWED
             self._missed = 1
             self._overflows += 1
             self._wakeup.set()
@@ -145,7 +178,7 @@ class EventStreamReceiver:
         self._wakeup.set()
 
     def _end(self) -> None:
-        self._ended = True
+        self._state = ReceiverState.ENDED
         self._buffer.clear()
         self._page.clear()
         self._wakeup.set()
@@ -157,7 +190,12 @@ class EventStreamReceiver:
 
     async def __anext__(self) -> StreamEvent:
         buffer = self._buffer
-        if buffer and not self._page and self._catch_up_target is None and not self._ended:
+        if (
+            buffer
+            and self._state is ReceiverState.LIVE
+            and not self._page
+            and not self._consuming
+        ):
             # Fast path: the next event is already buffered and nothing comes before it.
             item = buffer.popleft()
             position = item.global_position
@@ -173,8 +211,9 @@ class EventStreamReceiver:
             raise StopAsyncIteration from None
 
     async def recv(self, timeout: float | None = None) -> StreamEvent:
-        """The next event. Raises ``TimeoutError`` after ``timeout`` seconds without one, and
-        :class:`SubscriptionClosed` once the receiver has ended."""
+        """The next event. Raises ``TimeoutError`` after ``timeout`` seconds without one,
+        :class:`SubscriptionClosed` once the receiver has ended, and
+        :class:`ReceiverBusyError` if another task is already waiting on this receiver."""
         try:
             if timeout is None:
                 return await self._next()
@@ -187,24 +226,35 @@ class EventStreamReceiver:
             ) from None
 
     async def _next(self) -> StreamEvent:
-        while True:
-            if self._ended:
-                raise _Ended
-            if self._page:
-                return self._deliver(self._page.popleft())
-            if self._catch_up_target is not None:
-                await self._read_catch_up_page(self._catch_up_target)
-                continue
-            if self._buffer:
-                item = self._buffer.popleft()
-                if item.global_position > self._last:
-                    return self._deliver(item)
-                continue
-            if self._live_since is None:
-                self._rejoin()
-                continue
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        if self._consuming:
+            raise ReceiverBusyError(
+                f"another task is already taking events from subscription "
+                f"{self.subscription_id!r}; a receiver serves one consumer at a time. Give each "
+                "consumer its own subscription, or hand events on through a queue"
+            )
+        self._consuming = True
+        try:
+            while True:
+                state = self._state
+                if state is ReceiverState.ENDED:
+                    raise _Ended
+                if self._page:
+                    return self._deliver(self._page.popleft())
+                if state is ReceiverState.CATCHING_UP:
+                    await self._read_catch_up_page(self._catch_up_target)
+                    continue
+                if self._buffer:
+                    item = self._buffer.popleft()
+                    if item.global_position > self._last:
+                        return self._deliver(item)
+                    continue
+                if state is ReceiverState.OVERFLOWED:
+                    self._rejoin()
+                    continue
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        finally:
+            self._consuming = False
 
     def _deliver(self, item: StreamEvent) -> StreamEvent:
         self._last = item.global_position
@@ -217,6 +267,7 @@ class EventStreamReceiver:
         head = self._streamer._head
         if self._streamer._source is None:
             self._live_since = self._covered = max(head, self._last)
+            self._state = ReceiverState.LIVE
             raise SubscriptionLagged(
                 f"subscription {self.subscription_id!r} fell behind: its buffer of "
                 f"{self._capacity} events was full and {missed} matching event(s) after global "
@@ -260,13 +311,20 @@ class EventStreamReceiver:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                if self._ended:
+                if self._state is ReceiverState.ENDED:
                     raise _Ended from None
-        if self._ended:
+        if self._state is ReceiverState.ENDED:
             raise _Ended
         self._page.extend(StreamEvent.from_stored(event) for event in events)
-        if len(events) < self._page_size:
-            self._catch_up_target = None
+        if self._filtered:
+            # Every matching event up to the target was asked for: a short page is all of them.
+            reached = len(events) < self._page_size
+        else:
+            # Compared with the target, never inferred from a short page: a read that returned
+            # fewer rows than exist (a lagging replica) must not skip the rest.
+            reached = not events or events[-1].global_position >= target  # type: ignore[operator]
+        if reached and self._state is ReceiverState.CATCHING_UP:
+            self._state = ReceiverState.LIVE
             self._covered = max(self._covered, target)
 
     # -- lifecycle and figures --------------------------------------------------------------------
@@ -299,6 +357,6 @@ class EventStreamReceiver:
             capacity=self._capacity,
             catch_ups=self._catch_ups,
             overflows=self._overflows,
-            live=self._live_since is not None and self._catch_up_target is None,
+            live=self._state is ReceiverState.LIVE,
             events_per_second=self._delivered / elapsed,
         )
