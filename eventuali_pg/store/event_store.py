@@ -113,7 +113,8 @@ class EventStore:
             min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
         try:
-            await _check_schema(pool, settings.schema)
+            with database_errors(connector.dsn):
+                await _check_schema(pool, settings.schema)
         except BaseException:
             await pool.close()
             raise

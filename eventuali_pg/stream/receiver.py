@@ -65,6 +65,7 @@ class ReceiverStats:
     buffer_depth: int
     capacity: int
     catch_ups: int
+    catch_up_reads: int
     overflows: int
     live: bool
     events_per_second: float
@@ -108,6 +109,7 @@ class EventStreamReceiver:
         self._missed = 0
         self._delivered = 0
         self._catch_ups = 0
+        self._catch_up_reads = 0
         self._overflows = 0
         self._started = time.monotonic()
         self._filtered = (
@@ -299,6 +301,7 @@ class EventStreamReceiver:
                     event_types=subscription.event_types,
                     up_to=target,
                 )
+                self._catch_up_reads += 1
                 break
             except StoreClosedError:
                 raise _Ended from None
@@ -356,6 +359,7 @@ class EventStreamReceiver:
             buffer_depth=len(self._buffer) + len(self._page),
             capacity=self._capacity,
             catch_ups=self._catch_ups,
+            catch_up_reads=self._catch_up_reads,
             overflows=self._overflows,
             live=self._state is ReceiverState.LIVE,
             events_per_second=self._delivered / elapsed,
