@@ -21,8 +21,7 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
         try:
             await asyncio.wait({task})
         except asyncio.CancelledError as exc:
-            interrupted = exc
-            task.cancel()
+            interrupted = exc  # let the task finish unwinding; cancelling again would cut it
     if interrupted is not None:
         raise interrupted
     if not task.cancelled():
