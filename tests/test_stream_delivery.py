@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -67,9 +68,17 @@ def events_of(aggregates: list[Aggregate]) -> list[Event]:
 # -- saved events reach subscribers --------------------------------------------------------------
 
 
-async def test_saved_events_reach_subscribers_once_each_in_order(dsn: str) -> None:
+
+@pytest.fixture(params=["listen", "poll-only"])
+def delivery(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The streaming contract holds with LISTEN and in poll-only mode (no LISTEN connection)."""
+    return {} if request.param == "listen" else {"notify": False, "poll_interval": 0.05}
+
+async def test_saved_events_reach_subscribers_once_each_in_order(
+    dsn: str, delivery: dict[str, Any]
+) -> None:
     streamer = EventStreamer()
-    async with await EventStore.create(dsn, streamer=streamer) as store:
+    async with await EventStore.create(dsn, streamer=streamer, **delivery) as store:
         first = Collector(await streamer.subscribe(Subscription(id="first")))
         second = Collector(await streamer.subscribe(Subscription(id="second")))
         saved: list[Event] = []
@@ -130,9 +139,11 @@ async def test_events_saved_in_this_process_come_exactly_once(
         await collector.cancel()
 
 
-async def test_several_streamers_attached_to_one_store_all_receive(dsn: str) -> None:
+async def test_several_streamers_attached_to_one_store_all_receive(
+    dsn: str, delivery: dict[str, Any]
+) -> None:
     first, second, third = EventStreamer(), EventStreamer(capacity=3), EventStreamer()
-    async with await EventStore.create(dsn, streamer=first) as store:
+    async with await EventStore.create(dsn, streamer=first, **delivery) as store:
         await store.attach_streamer(second)
         await store.attach_streamer(third)
         await store.attach_streamer(third)  # attaching twice changes nothing
@@ -179,9 +190,11 @@ async def test_attach_streamer_after_store_creation(dsn: str) -> None:
         await cancel_all([live, history])
 
 
-async def test_get_stream_position_with_a_store_attached(dsn: str) -> None:
+async def test_get_stream_position_with_a_store_attached(
+    dsn: str, delivery: dict[str, Any]
+) -> None:
     streamer = EventStreamer()
-    async with await EventStore.create(dsn, streamer=streamer) as store:
+    async with await EventStore.create(dsn, streamer=streamer, **delivery) as store:
         assert await streamer.get_stream_position("user-1") is None
         assert await streamer.get_global_position() == 0
         collector = Collector(await streamer.subscribe(Subscription(id="positions")))
@@ -204,12 +217,12 @@ async def test_get_stream_position_with_a_store_attached(dsn: str) -> None:
 
 
 async def test_stream_events_carry_registered_classes_and_positions(
-    dsn: str, writer_store: EventStore
+    dsn: str, writer_store: EventStore, delivery: dict[str, Any]
 ) -> None:
     # Saved by another store, so the events reach the subscribers as rows read back from the
     # table (live through the reader, and through a catch-up read), not as the saved objects.
     streamer = EventStreamer()
-    async with await EventStore.create(dsn, streamer=streamer) as store:
+    async with await EventStore.create(dsn, streamer=streamer, **delivery) as store:
         live = Collector(await streamer.subscribe(Subscription(id="fields")))
         order = Order(id="order-fields")
         order.place(1234)
@@ -241,9 +254,9 @@ async def test_stream_events_carry_registered_classes_and_positions(
         await cancel_all([live, catch_up])
 
 
-async def test_detach_streamer_ends_its_receivers_only(dsn: str) -> None:
+async def test_detach_streamer_ends_its_receivers_only(dsn: str, delivery: dict[str, Any]) -> None:
     kept, detached = EventStreamer(), EventStreamer()
-    async with await EventStore.create(dsn, streamer=kept) as store:
+    async with await EventStore.create(dsn, streamer=kept, **delivery) as store:
         await store.attach_streamer(detached)
         stays = Collector(await kept.subscribe(Subscription(id="stays")))
         goes = Collector(await detached.subscribe(Subscription(id="goes")))
@@ -263,9 +276,11 @@ async def test_detach_streamer_ends_its_receivers_only(dsn: str) -> None:
 # -- catch-up ------------------------------------------------------------------------------------
 
 
-async def test_filtered_catch_up_from_a_position_with_several_aggregate_types(dsn: str) -> None:
+async def test_filtered_catch_up_from_a_position_with_several_aggregate_types(
+    dsn: str, delivery: dict[str, Any]
+) -> None:
     streamer = EventStreamer(capacity=4)  # catch-up pages of 4 rows: many pages
-    async with await EventStore.create(dsn, streamer=streamer) as store:
+    async with await EventStore.create(dsn, streamer=streamer, **delivery) as store:
         saved: list[Event] = []
         for i in range(12):
             user = User()
