@@ -106,23 +106,34 @@ def append_arguments(units: list[SaveUnit], channel: str) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What one append statement did: the head after it (None when nothing was written)."""
+    """What one append statement did: the head after it (None when nothing was written), the
+    units it wrote, and the busy units it left alone (an aggregate held by an open transaction;
+    to be appended again with the statement that waits)."""
 
     head: int | None
     committed: list[SaveUnit]
+    busy: list[SaveUnit] = field(default_factory=list)
 
 
 async def append(
-    connection: asyncpg.Connection, sql: StoreSql, dsn: str, units: list[SaveUnit]
+    connection: asyncpg.Connection,
+    sql: StoreSql,
+    dsn: str,
+    units: list[SaveUnit],
+    *,
+    wait: bool = False,
 ) -> AppendResult:
-    """Write ``units`` on ``connection``; settle every unit (see the module docstring).
+    """Write ``units`` on ``connection``; settle every unit that is not busy (see the module
+    docstring). With ``wait`` the statement waits for aggregates held by open transactions
+    (and no unit is busy); without, such units come back as ``busy``, unsettled.
 
     A lost connection is raised (as :class:`DatabaseUnavailableError`, outcome unknown) and
     settles nothing: the caller decides for the whole group.
     """
+    statement = sql.append_waiting if wait else sql.append
     with database_errors(dsn, writing=True):
         try:
-            row = await connection.fetchrow(sql.append, *append_arguments(units, sql.channel))
+            row = await connection.fetchrow(statement, *append_arguments(units, sql.channel))
         except asyncpg.PostgresError as exc:
             if is_lost_connection(exc) or connection.is_in_transaction():
                 # Inside the caller's transaction the statement cannot be re-run alone: the
@@ -132,17 +143,20 @@ async def append(
                 # One unit's refusal must not fail the others: judge each save on its own.
                 heads: list[int] = []
                 committed: list[SaveUnit] = []
+                busy: list[SaveUnit] = []
                 for unit in units:
-                    result = await append(connection, sql, dsn, [unit])
+                    result = await append(connection, sql, dsn, [unit], wait=wait)
                     if result.head is not None:
                         heads.append(result.head)
                     committed += result.committed
-                return AppendResult(max(heads) if heads else None, committed)
+                    busy += result.busy
+                return AppendResult(max(heads) if heads else None, committed, busy)
             units[0].fail(await _refusal(connection, sql, dsn, units[0], exc))
             return AppendResult(None, [])
     assert row is not None
     rejected = set(row["rejected"])
-    accepted = [unit for index, unit in enumerate(units) if index not in rejected]
+    left_alone = rejected | set(row["busy"])
+    accepted = [unit for index, unit in enumerate(units) if index not in left_alone]
     head = row["head"]
     position = (head or 0) - sum(len(unit.batch) for unit in accepted) + 1
     for unit in accepted:
@@ -150,7 +164,7 @@ async def append(
         position += len(unit.events)
     for index in sorted(rejected):
         units[index].fail(await _concurrency_error(connection, sql, dsn, units[index]))
-    return AppendResult(head, accepted)
+    return AppendResult(head, accepted, [units[index] for index in sorted(row["busy"])])
 
 
 async def _refusal(

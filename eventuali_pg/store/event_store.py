@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-from .._db import Connection, Connector, Pool, database_errors
+from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
 from ..errors import StoreClosedError
@@ -36,6 +36,9 @@ logger = logging.getLogger("eventuali_pg.store")
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R", bound="StoreResource")
+
+#: Saves that wait for open transactions at once, each on a connection of its own.
+MAX_WAITING_SESSIONS = 8
 
 #: Called with the new head after every append this store commits.
 CommitListener = Callable[[int], None]
@@ -77,7 +80,9 @@ class EventStore:
             self._group_done,
             max_events=options.max_batch_events,
             max_wait=float(options.max_batch_wait),
+            run_waiting=self._append_waiting,
         )
+        self._waiting_sessions = asyncio.Semaphore(MAX_WAITING_SESSIONS)
         self._commit_listeners: list[CommitListener] = []
         self._resources: dict[str, StoreResource] = {}
         self._resource_lock = asyncio.Lock()
@@ -206,6 +211,16 @@ class EventStore:
         with database_errors(self.dsn, writing=True):
             async with self._pool.acquire() as connection:
                 return await append(connection, self._sql, self.dsn, units)
+
+    async def _append_waiting(self, unit: SaveUnit) -> AppendResult:
+        # On a session of its own, not a pooled connection: a save waiting for someone's open
+        # transaction must not take a connection the other saves and reads need.
+        async with self._waiting_sessions:
+            connection = await self._connector.session()
+            try:
+                return await append(connection, self._sql, self.dsn, [unit], wait=True)
+            finally:
+                await close_or_terminate(connection, 1.0)
 
     def _group_done(self, result: AppendResult) -> None:
         if result.head is None:

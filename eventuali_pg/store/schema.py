@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -30,7 +31,7 @@ from .sql import DEFAULT_SCHEMA
 __all__ = ["BRANCH_LABEL", "DEFAULT_SCHEMA", "VERSION_TABLE", "build_metadata", "table_names"]
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0003_streams"
+SCHEMA_REVISION = "0004_outbox"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).
@@ -104,6 +105,37 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         Column("erasure_key_id", Text, nullable=True),
         PrimaryKeyConstraint("aggregate_id", name="streams_pkey"),
         CheckConstraint("version >= 0", name="streams_version_not_negative"),
+    )
+
+    # Events saved inside an application's transaction, until its commit: a deferred constraint
+    # trigger (migration 0004_outbox) then moves them into events with their positions.
+    Table(
+        "pending_events",
+        metadata,
+        Column("ord", BigInteger, Identity(always=True), nullable=False),
+        Column(
+            "txid",
+            BigInteger,
+            nullable=False,
+            server_default=text("(pg_current_xact_id())::text::bigint"),
+        ),
+        Column("channel", Text, nullable=False),
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("aggregate_id", Text, nullable=False),
+        Column("aggregate_type", Text, nullable=False),
+        Column("aggregate_version", Integer, nullable=False),
+        Column("event_type", Text, nullable=False),
+        Column("event_version", Integer, nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("causation_id", Text, nullable=True),
+        Column("correlation_id", Text, nullable=True),
+        Column("user_id", Text, nullable=True),
+        Column("metadata", JSONB, nullable=False),
+        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint("ord", name="pending_events_pkey"),
+    )
+    Index(
+        "pending_events_txid_idx", metadata.tables[f"{schema}.pending_events"].c.txid
     )
 
     Table(

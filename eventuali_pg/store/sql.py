@@ -35,81 +35,48 @@ class StoreSql:
         ``$1..$5``: per aggregate, its unit, id, expected version, type and new version;
         ``$6..$18``: per event, its unit and one array per column; ``$19``: notification
         channel. Returns one row: the new head (NULL when nothing was written), the commit
-        timestamp, and the rejected units.
+        timestamp, the rejected units (an aggregate not at its expected version) and the busy
+        units (an aggregate held by an open transaction: not written, to be saved again with
+        :attr:`append_waiting`).
 
         Order of work, which the data dependencies between the parts enforce:
 
-        1. lock the ``streams`` rows of the aggregates (sorted, so concurrent appends cannot
-           deadlock) and reject every unit with an aggregate not at its expected version; a
-           row held by another open transaction is waited for here, before anything global;
-        2. move the accepted aggregates' rows (insert the new ones: a creation racing another
-           transaction's waits for it, then its events collide with the racer's on the
-           ``(aggregate_id, aggregate_version)`` key and the whole statement fails);
-        3. only then advance the sequence row and insert the events with dense positions in
+        1. try each aggregate's stream lock (a transaction-scoped advisory lock that an open
+           transaction holds on the aggregates it saved); a unit with one that is taken is
+           *busy* and left alone, so nothing here waits for an open transaction;
+        2. lock the other aggregates' ``streams`` rows (sorted, so concurrent appends cannot
+           deadlock) and reject every unit with an aggregate not at its expected version;
+        3. move the accepted aggregates' rows (insert the new ones);
+        4. only then advance the sequence row and insert the events with dense positions in
            input order, and notify.
 
         Run outside an explicit transaction, the statement is its own transaction: the sequence
         row is locked from its UPDATE until the commit that follows at once, so appenders commit
         in position order and the lock is held for one statement only.
         """
-        s = self.schema
-        return f"""
-WITH expected AS (
-    SELECT e.*
-    FROM unnest($1::int[], $2::text[], $3::int[], $4::text[], $5::int[])
-         AS e(unit, aggregate_id, expected_version, aggregate_type, new_version)
-), locked AS (
-    SELECT st.aggregate_id, st.version FROM {s}.streams st
-    WHERE st.aggregate_id = ANY($2::text[])
-    ORDER BY st.aggregate_id
-    FOR UPDATE
-), rejected AS (
-    SELECT DISTINCT e.unit FROM expected e LEFT JOIN locked l USING (aggregate_id)
-    WHERE e.expected_version <> COALESCE(l.version, 0)
-), moved AS (
-    UPDATE {s}.streams st SET version = e.new_version
-    FROM expected e
-    WHERE st.aggregate_id = e.aggregate_id AND e.expected_version > 0
-      AND e.unit NOT IN (SELECT unit FROM rejected)
-    RETURNING 1
-), created AS (
-    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version)
-    SELECT e.aggregate_id, e.aggregate_type, e.new_version FROM expected e
-    WHERE e.expected_version = 0 AND e.unit NOT IN (SELECT unit FROM rejected)
-    ORDER BY e.aggregate_id
-    ON CONFLICT (aggregate_id) DO NOTHING
-    RETURNING 1
-), accepted AS (
-    SELECT t.*, row_number() OVER (ORDER BY t.ord) AS rn
-    FROM unnest($6::int[], $7::uuid[], $8::text[], $9::text[], $10::int[], $11::text[],
-                $12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                $18::timestamptz[])
-         WITH ORDINALITY AS t(unit, event_id, aggregate_id, aggregate_type, aggregate_version,
-                              event_type, event_version, payload, causation_id, correlation_id,
-                              user_id, metadata, occurred_at, ord)
-    WHERE t.unit NOT IN (SELECT unit FROM rejected)
-), total AS (
-    SELECT count(*)::bigint AS n FROM accepted
-), streams_moved AS (
-    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created) AS k
-), seq AS (
-    UPDATE {s}.global_sequence SET position = position + total.n
-    FROM total, streams_moved WHERE id = 1 AND total.n > 0 AND streams_moved.k >= 0
-    RETURNING position, total.n
-), inserted AS (
-    INSERT INTO {s}.events (
-        global_position, event_id, aggregate_id, aggregate_type, aggregate_version, event_type,
-        event_version, payload, causation_id, correlation_id, user_id, metadata, occurred_at)
-    SELECT seq.position - seq.n + a.rn, a.event_id, a.aggregate_id, a.aggregate_type,
-           a.aggregate_version, a.event_type, a.event_version, a.payload::jsonb, a.causation_id,
-           a.correlation_id, a.user_id, a.metadata::jsonb, a.occurred_at
-    FROM seq, accepted a
-    RETURNING 1
-)
-SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
-       ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected,
-       (SELECT pg_notify($19, position::text) FROM seq) AS notified
-"""
+        return _append(self.schema, "try")
+
+    @property
+    def append_waiting(self) -> str:
+        """:attr:`append` for busy units: waits for each aggregate's stream lock (the open
+        transaction holding it commits or rolls back) before anything else, then appends."""
+        return _append(self.schema, "wait")
+
+    @property
+    def stage(self) -> str:
+        """Save units inside the caller's transaction: wait for the aggregates' stream locks
+        (held until that transaction ends), check and move their versions, and insert the
+        events into ``pending_events``, where the commit trigger gives them their positions.
+        Same parameters as :attr:`append`; returns the rejected units."""
+        return _append(self.schema, "stage")
+
+    @property
+    def positions_of(self) -> str:
+        """Global position and commit time of the events with ids ``$1``."""
+        return (
+            f"SELECT event_id, global_position, recorded_at FROM {self.schema}.events "
+            "WHERE event_id = ANY($1::uuid[])"
+        )
 
     @property
     def aggregate_versions(self) -> str:
@@ -155,6 +122,110 @@ SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
         every plan able to use its index.
         """
         return _read_from_position(self.schema, aggregate_types, event_types, upper_bound, limit)
+
+
+@cache
+def _append(schema: str, mode: str) -> str:
+    s = schema
+    lock_key = f"hashtextextended('eventuali_pg:stream:{s}:' || o.aggregate_id, 0)"
+    ordered = "(SELECT unit, aggregate_id FROM expected ORDER BY aggregate_id) o"
+    if mode == "try":
+        locks = f"SELECT o.unit, pg_try_advisory_xact_lock({lock_key}) AS got FROM {ordered}"
+    else:
+        locks = (
+            f"SELECT o.unit, true AS got FROM {ordered} "
+            f"CROSS JOIN LATERAL pg_advisory_xact_lock({lock_key}) AS waited"
+        )
+    head = f"""
+WITH expected AS (
+    SELECT e.*
+    FROM unnest($1::int[], $2::text[], $3::int[], $4::text[], $5::int[])
+         AS e(unit, aggregate_id, expected_version, aggregate_type, new_version)
+), locks AS (
+    {locks}
+), busy AS (
+    SELECT DISTINCT unit FROM locks WHERE NOT got
+), locked AS (
+    SELECT st.aggregate_id, st.version FROM {s}.streams st
+    WHERE st.aggregate_id = ANY($2::text[])
+      AND st.aggregate_id NOT IN (
+          SELECT e.aggregate_id FROM expected e WHERE e.unit IN (SELECT unit FROM busy))
+    ORDER BY st.aggregate_id
+    FOR UPDATE
+), rejected AS (
+    SELECT DISTINCT e.unit FROM expected e LEFT JOIN locked l USING (aggregate_id)
+    WHERE e.unit NOT IN (SELECT unit FROM busy)
+      AND e.expected_version <> COALESCE(l.version, 0)
+), skipped AS (
+    SELECT unit FROM rejected UNION SELECT unit FROM busy
+), moved AS (
+    UPDATE {s}.streams st SET version = e.new_version
+    FROM expected e
+    WHERE st.aggregate_id = e.aggregate_id AND e.expected_version > 0
+      AND e.unit NOT IN (SELECT unit FROM skipped)
+    RETURNING 1
+), created AS (
+    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version)
+    SELECT e.aggregate_id, e.aggregate_type, e.new_version FROM expected e
+    WHERE e.expected_version = 0 AND e.unit NOT IN (SELECT unit FROM skipped)
+    ORDER BY e.aggregate_id
+    ON CONFLICT (aggregate_id) DO NOTHING
+    RETURNING 1
+), accepted AS (
+    SELECT t.*, row_number() OVER (ORDER BY t.ord) AS rn
+    FROM unnest($6::int[], $7::uuid[], $8::text[], $9::text[], $10::int[], $11::text[],
+                $12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                $18::timestamptz[])
+         WITH ORDINALITY AS t(unit, event_id, aggregate_id, aggregate_type, aggregate_version,
+                              event_type, event_version, payload, causation_id, correlation_id,
+                              user_id, metadata, occurred_at, ord)
+    WHERE t.unit NOT IN (SELECT unit FROM skipped)
+), streams_moved AS (
+    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created) AS k
+)"""
+    if mode == "stage":
+        return (
+            head
+            + f""", staged AS (
+    INSERT INTO {s}.pending_events (
+        channel, event_id, aggregate_id, aggregate_type, aggregate_version, event_type,
+        event_version, payload, causation_id, correlation_id, user_id, metadata, occurred_at)
+    SELECT $19, a.event_id, a.aggregate_id, a.aggregate_type, a.aggregate_version,
+           a.event_type, a.event_version, a.payload::jsonb, a.causation_id, a.correlation_id,
+           a.user_id, a.metadata::jsonb, a.occurred_at
+    FROM accepted a, streams_moved
+    WHERE streams_moved.k >= 0
+    ORDER BY a.rn
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM staged) AS staged,
+       ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected
+"""
+        )
+    return (
+        head
+        + f""", total AS (
+    SELECT count(*)::bigint AS n FROM accepted
+), seq AS (
+    UPDATE {s}.global_sequence SET position = position + total.n
+    FROM total, streams_moved WHERE id = 1 AND total.n > 0 AND streams_moved.k >= 0
+    RETURNING position, total.n
+), inserted AS (
+    INSERT INTO {s}.events (
+        global_position, event_id, aggregate_id, aggregate_type, aggregate_version, event_type,
+        event_version, payload, causation_id, correlation_id, user_id, metadata, occurred_at)
+    SELECT seq.position - seq.n + a.rn, a.event_id, a.aggregate_id, a.aggregate_type,
+           a.aggregate_version, a.event_type, a.event_version, a.payload::jsonb, a.causation_id,
+           a.correlation_id, a.user_id, a.metadata::jsonb, a.occurred_at
+    FROM seq, accepted a
+    RETURNING 1
+)
+SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
+       ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected,
+       ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy,
+       (SELECT pg_notify($19, position::text) FROM seq) AS notified
+"""
+    )
 
 
 @cache

@@ -6,10 +6,17 @@ aggregate never share a group, and a save never overtakes an earlier save of any
 aggregates) and appends it with one statement: one sequence advance, one NOTIFY, one flush to
 disk, while each unit keeps its own outcome.
 
+A unit whose aggregate is held by an open transaction (one that saved it with
+``store.transaction()`` or a caller's connection) comes back *busy*: it is handed to a task of
+its own that waits for that transaction on a separate connection, while the writer goes on
+with everything else; later saves of its aggregates wait behind it, in order. So an open
+transaction holds up only writers of its own aggregates.
+
 Because one task owns the queue, a cancelled caller only stops waiting: a unit not yet taken
 leaves the queue (nothing written); a unit in flight is settled by the writer anyway (its
 events are stamped and its aggregates marked committed if it commits). ``close()`` appends
-every unit already queued, then ends the task; saves submitted after it are refused.
+every unit already queued (waiting for busy ones), then ends the tasks; saves submitted after
+it are refused.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ logger = logging.getLogger("eventuali_pg.store")
 
 #: Appends one group and returns what was committed; failures settle the units (or raise).
 RunGroup = Callable[[list[SaveUnit]], Awaitable[AppendResult]]
+#: Appends one busy unit, waiting for the transaction that holds its aggregates.
+RunWaiting = Callable[[SaveUnit], Awaitable[AppendResult]]
 #: Called after every group with the head it reached (None when nothing was written).
 OnGroupDone = Callable[[AppendResult], None]
 
@@ -49,8 +58,12 @@ class AppendWriter:
         *,
         max_events: int,
         max_wait: float,
+        run_waiting: RunWaiting | None = None,
     ) -> None:
         self._run_group = run_group
+        self._run_waiting = run_waiting
+        self._held: dict[str, int] = {}  # aggregate ids of busy units, and how many
+        self._waiting_tasks: set[asyncio.Task[None]] = set()
         self._on_group_done = on_group_done
         self._max_events = max_events
         self._max_wait = max_wait
@@ -98,10 +111,14 @@ class AppendWriter:
             return
         try:
             await asyncio.shield(task)
+            while self._waiting_tasks:
+                await asyncio.shield(asyncio.wait(set(self._waiting_tasks)))
         except asyncio.CancelledError:
-            # The closer was cancelled: stop the writer rather than leave it running.
-            task.cancel()
-            await asyncio.wait({task})
+            # The closer was cancelled: stop the tasks rather than leave them running.
+            tasks = {task, *self._waiting_tasks}
+            for pending in tasks:
+                pending.cancel()
+            await asyncio.wait(tasks)
             raise
 
     @property
@@ -123,6 +140,9 @@ class AppendWriter:
                 group = self._take_group()
                 if group:
                     await self._append(group)
+                else:  # every queued save waits behind a busy one: wait for it to finish
+                    self._wake.clear()
+                    await self._wake.wait()
         finally:
             # Only reached with saves still queued when the task itself was cancelled.
             while self._queue:
@@ -155,7 +175,11 @@ class AppendWriter:
                 break
             self._queue.popleft()
             ids = entry.unit.aggregate_ids
-            if touched.intersection(ids) or blocked.intersection(ids):
+            if (
+                touched.intersection(ids)
+                or blocked.intersection(ids)
+                or any(i in self._held for i in ids)
+            ):
                 # Two saves of one aggregate cannot share a statement (the second must be judged
                 # against the first), and a save may not overtake an earlier save of any of its
                 # aggregates: it waits, and so does everything of its aggregates after it.
@@ -187,11 +211,53 @@ class AppendWriter:
                     unit.fail(StoreClosedError(f"the append was interrupted ({exc!r})"))
             raise
         finally:
+            busy = set(map(id, result.busy)) if result is not None else set()
             for entry in group:
+                if id(entry.unit) in busy and not entry.unit.done:
+                    self._start_waiting(entry)
+                    continue
                 if entry.unit.committed:
                     entry.unit.stamp()
                 entry.settled.set()
+        self._notify(result or AppendResult(None, [u for u in units if u.committed]))
+
+    def _notify(self, result: AppendResult) -> None:
         try:
-            self._on_group_done(result or AppendResult(None, [u for u in units if u.committed]))
+            self._on_group_done(result)
         except Exception:  # a listener's failure must not stop the writer
             logger.exception("a commit listener failed")
+
+    def _start_waiting(self, entry: _Queued) -> None:
+        for aggregate_id in entry.unit.aggregate_ids:
+            self._held[aggregate_id] = self._held.get(aggregate_id, 0) + 1
+        task = asyncio.create_task(
+            self._append_waiting(entry), name="eventuali_pg append waiting for a transaction"
+        )
+        self._waiting_tasks.add(task)
+        task.add_done_callback(self._waiting_tasks.discard)
+
+    async def _append_waiting(self, entry: _Queued) -> None:
+        unit = entry.unit
+        result: AppendResult | None = None
+        try:
+            assert self._run_waiting is not None, "a busy unit needs run_waiting"
+            result = await self._run_waiting(unit)
+        except Exception as exc:
+            if not unit.done:
+                unit.fail(exc)
+        except BaseException as exc:
+            if not unit.done:
+                unit.fail(StoreClosedError(f"the append was interrupted ({exc!r})"))
+            raise
+        finally:
+            if unit.committed:
+                unit.stamp()
+            entry.settled.set()
+            for aggregate_id in unit.aggregate_ids:
+                left = self._held[aggregate_id] - 1
+                if left:
+                    self._held[aggregate_id] = left
+                else:
+                    del self._held[aggregate_id]
+            self._wake.set()
+        self._notify(result or AppendResult(None, [unit] if unit.committed else []))
