@@ -214,3 +214,20 @@ async def _concurrency_error(
         expected_version=expected_version,
         actual_version=actual_version,
     )
+
+
+async def stage(
+    connection: asyncpg.Connection, sql: StoreSql, dsn: str, unit: SaveUnit
+) -> None:
+    """Save ``unit`` inside the transaction open on ``connection`` (see :attr:`StoreSql.stage`):
+    wait for its aggregates' stream locks, check their versions, insert its events as pending.
+
+    On success the unit is *staged* (not settled: its events get positions when the
+    transaction commits). A stale version fails it with :class:`ConcurrencyError`; anything
+    else PostgreSQL refuses is raised (the caller's transaction is then aborted).
+    """
+    with database_errors(dsn, writing=True):
+        row = await connection.fetchrow(sql.stage, *append_arguments([unit], sql.channel))
+    assert row is not None
+    if row["rejected"]:
+        unit.fail(await _concurrency_error(connection, sql, dsn, unit))

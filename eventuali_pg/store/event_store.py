@@ -16,14 +16,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
+from .._db.sqlalchemy_session import driver_connection
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
-from ..errors import StoreClosedError
+from ..errors import InvalidInputError, StoreClosedError
 from ..models import Aggregate, Event
-from .appender import AppendResult, SaveUnit, append
+from .appender import AppendResult, SaveUnit, append, stage
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
 from .sql import StoreSql, store_sql
+from .transaction import TransactionScope, check_caller_transaction
 from .validation import check_aggregates_to_save
 from .writer import AppendWriter
 
@@ -169,31 +171,86 @@ class EventStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def save(self, aggregate: Aggregate) -> None:
+    async def save(
+        self,
+        aggregate: Aggregate,
+        *,
+        connection: Connection | None = None,
+        session: Any = None,
+    ) -> None:
         """Append the aggregate's uncommitted events in one transaction.
 
         On success the events get their ``global_position`` and the aggregate's uncommitted list
         is cleared. If another writer appended to the aggregate first, raises
         :class:`ConcurrencyError`; nothing is written and the aggregate keeps its events.
-        """
-        await self.save_all([aggregate])
 
-    async def save_all(self, aggregates: Iterable[Aggregate]) -> None:
+        With ``connection`` (an asyncpg connection inside the caller's transaction) or
+        ``session`` (a SQLAlchemy ``AsyncSession`` on asyncpg, inside its transaction) the
+        events are saved in that transaction and commit or roll back with it: see "Events in
+        your own transaction" in the README.
+        """
+        await self.save_all([aggregate], connection=connection, session=session)
+
+    async def save_all(
+        self,
+        aggregates: Iterable[Aggregate],
+        *,
+        connection: Connection | None = None,
+        session: Any = None,
+    ) -> None:
         """Append the uncommitted events of several aggregates in one transaction (all or none).
 
         Concurrent calls are coalesced into one transaction (one sequence advance, one NOTIFY,
         one disk flush) while each call keeps its own outcome; see ``max_batch_events``. A save
         whose caller is cancelled while it waits is withdrawn if it has not started; once
         started it completes (its events are stamped and its aggregates marked committed).
+        ``connection``/``session``: as for :meth:`save`.
         """
         self._check_open()
+        if connection is not None or session is not None:
+            await self._save_in_caller_transaction(aggregates, connection, session)
+            return
         unit = self.encode(aggregates)
         if unit is not None:
             await self._writer.submit(unit)
 
+    def transaction(self) -> TransactionScope:
+        """``async with store.transaction() as tx:`` a READ COMMITTED transaction on a pooled
+        connection: ``tx.connection`` for the application's SQL, ``await tx.save(aggregate)``
+        for events. Commits when the block ends, rolls back if it raises; see
+        :mod:`eventuali_pg.store.transaction`."""
+        self._check_open()
+        return TransactionScope(self)
+
+    async def _save_in_caller_transaction(
+        self, aggregates: Iterable[Aggregate], connection: Connection | None, session: Any
+    ) -> None:
+        if connection is not None and session is not None:
+            raise InvalidInputError("pass connection= or session=, not both")
+        if session is not None:
+            connection = await driver_connection(session)
+        assert connection is not None
+        await check_caller_transaction(connection, self.dsn)
+        unit = self.encode(aggregates)
+        if unit is None:
+            return
+        await stage(connection, self._sql, self.dsn, unit)
+        if unit.error is not None:
+            raise unit.error
+        saved = {id(event) for event in unit.events}
+        for aggregate in unit.aggregates:
+            aggregate._mark_committed(saved)
+
+    def _committed_elsewhere(self, head: int) -> None:
+        """A store transaction committed events up to ``head``: tell the commit listeners."""
+        for listener in list(self._commit_listeners):
+            listener(head)
+
     def encode(self, aggregates: Iterable[Aggregate]) -> SaveUnit | None:
         """Validate and encode a save of ``aggregates`` (None when there is nothing to save)."""
-        pending = check_aggregates_to_save(aggregates)
+        return self._unit_of(check_aggregates_to_save(aggregates))
+
+    def _unit_of(self, pending: list[tuple[Aggregate, list[Event]]]) -> SaveUnit | None:
         if not pending:
             return None
         batch = EncodedBatch()
