@@ -13,6 +13,7 @@ final only once that transaction commits, which the caller owns.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from .._db import database_errors, is_lost_connection, translate
 from ..codec import EncodedBatch
 from ..errors import ConcurrencyError, EventualiError, InvalidInputError
 from ..models import Aggregate, Event
+from .inline import InlineProjection, run_inline
 from .sql import StoreSql
 
 
@@ -217,17 +219,86 @@ async def _concurrency_error(
 
 
 async def stage(
-    connection: asyncpg.Connection, sql: StoreSql, dsn: str, unit: SaveUnit
-) -> None:
+    connection: asyncpg.Connection,
+    sql: StoreSql,
+    dsn: str,
+    unit: SaveUnit,
+    *,
+    inline: Sequence[InlineProjection] = (),
+    wait: bool = True,
+) -> bool:
     """Save ``unit`` inside the transaction open on ``connection`` (see :attr:`StoreSql.stage`):
-    wait for its aggregates' stream locks, check their versions, insert its events as pending.
+    take its aggregates' stream locks, check their versions, insert its events as pending, and
+    run the inline projections on them (in a savepoint, so a failing handler undoes this save
+    alone and its exception propagates).
 
-    On success the unit is *staged* (not settled: its events get positions when the
-    transaction commits). A stale version fails it with :class:`ConcurrencyError`; anything
-    else PostgreSQL refuses is raised (the caller's transaction is then aborted).
+    On success the unit is *staged*, not settled: its events get positions when the transaction
+    commits. A stale version fails it with :class:`ConcurrencyError`. With ``wait=False`` an
+    aggregate held by another open transaction makes the unit busy: False is returned and
+    nothing is staged.
     """
+    if not inline:
+        return await _stage_statement(connection, sql, dsn, unit, wait)
+    async with connection.transaction():  # a savepoint
+        if not await _stage_statement(connection, sql, dsn, unit, wait):
+            return False
+        if unit.error is None:
+            await run_inline(inline, unit.events, connection)
+    return True
+
+
+async def _stage_statement(
+    connection: asyncpg.Connection, sql: StoreSql, dsn: str, unit: SaveUnit, wait: bool
+) -> bool:
+    statement = sql.stage if wait else sql.stage_trying
     with database_errors(dsn, writing=True):
-        row = await connection.fetchrow(sql.stage, *append_arguments([unit], sql.channel))
+        row = await connection.fetchrow(statement, *append_arguments([unit], sql.channel))
     assert row is not None
+    if row["busy"]:
+        return False
     if row["rejected"]:
         unit.fail(await _concurrency_error(connection, sql, dsn, unit))
+    return True
+
+
+async def append_with_inline(
+    connection: asyncpg.Connection,
+    sql: StoreSql,
+    dsn: str,
+    units: list[SaveUnit],
+    inline: Sequence[InlineProjection],
+    *,
+    wait: bool = False,
+) -> AppendResult:
+    """Append ``units`` in one transaction of their own on ``connection``, each staged in a
+    savepoint with the inline projections run on its events; positions come from the commit.
+
+    A unit whose save or handler fails is failed alone (the handler's exception is its error);
+    busy units (``wait=False``) come back unsettled; a lost connection is raised.
+    """
+    staged: list[SaveUnit] = []
+    busy: list[SaveUnit] = []
+    with database_errors(dsn, writing=True):
+        async with connection.transaction():
+            for unit in units:
+                try:
+                    if not await stage(connection, sql, dsn, unit, inline=inline, wait=wait):
+                        busy.append(unit)
+                        continue
+                except Exception as exc:
+                    if is_lost_connection(exc) or connection.is_closed():
+                        raise
+                    unit.fail(exc)
+                    continue
+                if unit.error is None:
+                    staged.append(unit)
+        if not staged:
+            return AppendResult(None, [], busy)
+        rows = await connection.fetch(
+            sql.positions_of, [event.event_id for unit in staged for event in unit.events]
+        )
+    stored = {row["event_id"]: row for row in rows}
+    for unit in staged:
+        first = stored[unit.events[0].event_id]
+        unit.succeed(first["global_position"], first["recorded_at"])
+    return AppendResult(max(row["global_position"] for row in rows), staged, busy)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
@@ -21,7 +21,8 @@ from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
 from ..errors import InvalidInputError, StoreClosedError
 from ..models import Aggregate, Event
-from .appender import AppendResult, SaveUnit, append, stage
+from .appender import AppendResult, SaveUnit, append, append_with_inline, stage
+from .inline import InlineHandler, InlineProjection
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
 from .sql import StoreSql, store_sql
@@ -86,13 +87,19 @@ class EventStore:
         )
         self._waiting_sessions = asyncio.Semaphore(MAX_WAITING_SESSIONS)
         self._commit_listeners: list[CommitListener] = []
+        self._inline: list[InlineProjection] = []
         self._resources: dict[str, StoreResource] = {}
         self._resource_lock = asyncio.Lock()
         self._closed = False
 
     @classmethod
     async def create(
-        cls, dsn: str | None = None, *, streamer: StreamerLike | None = None, **options: Any
+        cls,
+        dsn: str | None = None,
+        *,
+        streamer: StreamerLike | None = None,
+        inline_projections: Iterable[InlineHandler] = (),
+        **options: Any,
     ) -> Self:
         """Connect to PostgreSQL and check that the schema is migrated.
 
@@ -126,6 +133,12 @@ class EventStore:
             await pool.close()
             raise
         store = cls(connector, pool, settings)
+        try:
+            for projection in inline_projections:
+                store.add_inline_projection(projection)
+        except BaseException:
+            await store.close()
+            raise
         if streamer is not None:
             try:
                 await store.attach_streamer(streamer)
@@ -234,7 +247,7 @@ class EventStore:
         unit = self.encode(aggregates)
         if unit is None:
             return
-        await stage(connection, self._sql, self.dsn, unit)
+        await stage(connection, self._sql, self.dsn, unit, inline=self._inline)
         if unit.error is not None:
             raise unit.error
         saved = {id(event) for event in unit.events}
@@ -267,7 +280,7 @@ class EventStore:
     async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
         with database_errors(self.dsn, writing=True):
             async with self._pool.acquire() as connection:
-                return await append(connection, self._sql, self.dsn, units)
+                return await self._append_on(connection, units, wait=False)
 
     async def _append_waiting(self, unit: SaveUnit) -> AppendResult:
         # On a session of its own, not a pooled connection: a save waiting for someone's open
@@ -275,9 +288,36 @@ class EventStore:
         async with self._waiting_sessions:
             connection = await self._connector.session()
             try:
-                return await append(connection, self._sql, self.dsn, [unit], wait=True)
+                return await self._append_on(connection, [unit], wait=True)
             finally:
                 await close_or_terminate(connection, 1.0)
+
+    async def _append_on(
+        self, connection: Connection, units: list[SaveUnit], *, wait: bool
+    ) -> AppendResult:
+        if self._inline:
+            return await append_with_inline(
+                connection, self._sql, self.dsn, units, self._inline, wait=wait
+            )
+        return await append(connection, self._sql, self.dsn, units, wait=wait)
+
+    def add_inline_projection(
+        self,
+        projection: InlineHandler,
+        *,
+        aggregate_type_filter: str | Collection[str] | None = None,
+        event_type_filter: str | Collection[str] | None = None,
+    ) -> None:
+        """Run ``projection`` (a :class:`TransactionalProjection`) inside the transaction of
+        every save that carries matching events, so its read model is never behind or ahead
+        of them (see :mod:`eventuali_pg.store.inline`)."""
+        self._inline.append(
+            InlineProjection.of(
+                projection,
+                aggregate_type_filter=aggregate_type_filter,
+                event_type_filter=event_type_filter,
+            )
+        )
 
     def _group_done(self, result: AppendResult) -> None:
         if result.head is None:

@@ -67,8 +67,14 @@ class StoreSql:
         """Save units inside the caller's transaction: wait for the aggregates' stream locks
         (held until that transaction ends), check and move their versions, and insert the
         events into ``pending_events``, where the commit trigger gives them their positions.
-        Same parameters as :attr:`append`; returns the rejected units."""
+        Same parameters as :attr:`append`; returns the number staged and the rejected units."""
         return _append(self.schema, "stage")
+
+    @property
+    def stage_trying(self) -> str:
+        """:attr:`stage` that leaves busy units alone (as :attr:`append` does) and returns
+        them too: for the writer's own transaction when inline projections run."""
+        return _append(self.schema, "stage_try")
 
     @property
     def positions_of(self) -> str:
@@ -129,7 +135,7 @@ def _append(schema: str, mode: str) -> str:
     s = schema
     lock_key = f"hashtextextended('eventuali_pg:stream:{s}:' || o.aggregate_id, 0)"
     ordered = "(SELECT unit, aggregate_id FROM expected ORDER BY aggregate_id) o"
-    if mode == "try":
+    if mode in ("try", "stage_try"):
         locks = f"SELECT o.unit, pg_try_advisory_xact_lock({lock_key}) AS got FROM {ordered}"
     else:
         locks = (
@@ -183,7 +189,7 @@ WITH expected AS (
 ), streams_moved AS (
     SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created) AS k
 )"""
-    if mode == "stage":
+    if mode.startswith("stage"):
         return (
             head
             + f""", staged AS (
@@ -199,7 +205,8 @@ WITH expected AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM staged) AS staged,
-       ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected
+       ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected,
+       ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy
 """
         )
     return (

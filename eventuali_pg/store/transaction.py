@@ -97,7 +97,9 @@ class StoreTransaction:
         unit = self._store._unit_of(pending_events(aggregates, self._staged))
         if unit is None:
             return
-        await stage(self._connection, self._store.sql, self._store.dsn, unit)
+        await stage(
+            self._connection, self._store.sql, self._store.dsn, unit, inline=self._store._inline
+        )
         if unit.error is not None:
             raise unit.error
         self._units.append(unit)
