@@ -186,7 +186,7 @@ async def bench_database(server_dsn: str) -> AsyncIterator[str]:
 
 async def reset_events(conn: asyncpg.Connection) -> None:
     """Empty the events table and put the global sequence back to 0."""
-    await conn.execute(f"TRUNCATE {SCHEMA}.events")
+    await conn.execute(f"TRUNCATE {SCHEMA}.events, {SCHEMA}.streams, {SCHEMA}.pending_events")
     await conn.execute(f"UPDATE {SCHEMA}.global_sequence SET position = 0 WHERE id = 1")
     await conn.execute(f"VACUUM ANALYZE {SCHEMA}.events")
 

@@ -32,6 +32,7 @@ TEN = "append.10"
 HUNDRED = "append.100"
 CONCURRENT = "append.concurrent"
 COPY = "append.copy"
+TRANSACTION = "append.transaction"
 INSERT_FLOOR = "append.insert_floor"
 
 
@@ -47,6 +48,15 @@ async def run(dsn: str, settings: Settings, results: Results) -> None:
             await reset_events(admin)
             value = await single_writer(dsn, per_save, saves)
             results.record(key, f"append, 1 writer, {per_save} event(s)/save", "events/s", value)
+
+        await reset_events(admin)
+        value = await transactional_writer(dsn, admin, settings.single_saves)
+        results.record(
+            TRANSACTION,
+            "append in store.transaction() with 1 business INSERT, 1 event/save",
+            "events/s",
+            value,
+        )
 
         await reset_events(admin)
         value = await concurrent_writers(
@@ -91,6 +101,29 @@ async def single_writer(dsn: str, per_save: int, saves: int) -> float:
     finally:
         await store.close()
     return rate(per_save * saves, sw.seconds)
+
+
+async def transactional_writer(dsn: str, admin: asyncpg.Connection, saves: int) -> float:
+    """Events/s of ``saves`` sequential store transactions, each one business row + one event."""
+    await admin.execute(
+        "CREATE TABLE IF NOT EXISTS bench_orders (id text PRIMARY KEY); TRUNCATE bench_orders"
+    )
+    aggregates = [aggregate_with(1) for _ in range(saves)]
+    store = await EventStore.create(dsn, pool_min_size=1, pool_max_size=2)
+    try:
+        async with store.transaction() as tx:  # warm the connection and the statements
+            await tx.save(aggregate_with(1))
+        with Stopwatch() as sw:
+            for aggregate in aggregates:
+                async with store.transaction() as tx:
+                    await tx.connection.execute(
+                        "INSERT INTO bench_orders (id) VALUES ($1)", aggregate.id
+                    )
+                    await tx.save(aggregate)
+    finally:
+        await store.close()
+        await admin.execute("DROP TABLE bench_orders")
+    return rate(saves, sw.seconds)
 
 
 async def concurrent_writers(dsn: str, tasks: int, saves_per_task: int, pool_size: int) -> float:

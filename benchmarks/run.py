@@ -56,6 +56,7 @@ WORKLOADS: dict[str, Workload] = {
 
 ROWS: list[Row] = [
     Row(append.SINGLE, append.INSERT_FLOOR),
+    Row(append.TRANSACTION, append.SINGLE),
     Row(append.TEN, append.COPY),
     Row(append.HUNDRED, append.COPY, ratio_at_least(0.5, ">= 50% of COPY")),
     Row(append.CONCURRENT, append.INSERT_FLOOR, ratio_at_least(10, ">= 10x INSERT floor")),
