@@ -17,6 +17,7 @@ from .errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     ReceiverBusyError,
+    RetryMismatchError,
     SchemaNotReadyError,
     SerializationError,
     StatementCancelledError,
@@ -42,6 +43,7 @@ from .projections import (
 )
 from .store.event_store import EventStore
 from .store.options import StoreOptions
+from .store.transaction import IsolationError, StoreTransaction
 from .stream import (
     EventStreamer,
     EventStreamReceiver,
@@ -76,6 +78,7 @@ __all__ = [
     "EventualiError",
     "FeedStats",
     "InvalidInputError",
+    "IsolationError",
     "MissingHandlerError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -85,12 +88,14 @@ __all__ = [
     "ReceiverBusyError",
     "ReceiverState",
     "ReceiverStats",
+    "RetryMismatchError",
     "SchemaNotReadyError",
     "SerializationError",
     "StatementCancelledError",
     "StatementRefusedError",
     "StoreClosedError",
     "StoreOptions",
+    "StoreTransaction",
     "StreamEvent",
     "StreamerStats",
     "Subscription",

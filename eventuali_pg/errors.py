@@ -137,3 +137,8 @@ class DecodeError(EventualiError):
 
 class ReceiverBusyError(SubscriptionError, RuntimeError):
     """A second task tried to take events from a receiver another task is waiting on."""
+
+
+class RetryMismatchError(EventualiError):
+    """A save was retried, but its events are only partly stored, or stored at other positions
+    in their aggregates' history, so it is neither new nor a repeat of an earlier save."""

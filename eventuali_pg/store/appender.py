@@ -12,8 +12,9 @@ final only once that transaction commits, which the caller owns.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ import asyncpg
 
 from .._db import database_errors, is_lost_connection, translate
 from ..codec import EncodedBatch
-from ..errors import ConcurrencyError, EventualiError, InvalidInputError
+from ..errors import ConcurrencyError, EventualiError, InvalidInputError, RetryMismatchError
 from ..models import Aggregate, Event
 from .inline import InlineProjection, run_inline
 from .sql import StoreSql
@@ -41,6 +42,8 @@ class SaveUnit:
     error: BaseException | None = None
     done: bool = False
     aggregate_ids: list[str] = field(init=False)
+    #: Set when the unit's events were already stored (an idempotent retry): their positions.
+    stored: list[tuple[int, datetime]] | None = None
 
     def __post_init__(self) -> None:
         self.aggregate_ids = [aggregate.id for aggregate in self.aggregates]
@@ -56,6 +59,19 @@ class SaveUnit:
         self.recorded_at = recorded_at
         self.done = True
 
+    def succeed_as_stored(self, stored: list[tuple[int, datetime]]) -> None:
+        """Record that every event of the unit was already stored (at these positions and
+        commit times): a retry of a save that did commit, which writes nothing."""
+        self.stored = stored
+        self.first_position = min(position for position, _ in stored)
+        self.recorded_at = stored[0][1]
+        self.done = True
+
+    def unsettle(self) -> None:
+        """Forget a success recorded inside a transaction that did not commit."""
+        self.done = False
+        self.stored = None
+
     def fail(self, error: BaseException) -> None:
         """Record that nothing of this unit was written, and why."""
         self.error = error
@@ -65,12 +81,29 @@ class SaveUnit:
         """Give each event its global position and commit time, and mark exactly these events
         committed on their aggregates (events applied since stay uncommitted)."""
         assert self.recorded_at is not None
-        for position, event in enumerate(self.events, start=self.first_position):
+        stored = self.stored or [
+            (position, self.recorded_at)
+            for position in range(self.first_position, self.first_position + len(self.events))
+        ]
+        for event, (position, recorded_at) in zip(self.events, stored, strict=True):
             event.global_position = position
-            event.recorded_at = self.recorded_at
+            event.recorded_at = recorded_at
         saved = {id(event) for event in self.events}
         for aggregate in self.aggregates:
             aggregate._mark_committed(saved)
+
+
+@contextlib.contextmanager
+def _unsettled_unless_committed(units: Sequence[SaveUnit]) -> Iterator[None]:
+    # Units settled inside a transaction that then fails to commit were not written after all:
+    # forget the outcome so the caller settles them with the failure.
+    try:
+        yield
+    except BaseException:
+        for unit in units:
+            if unit.committed:
+                unit.unsettle()
+        raise
 
 
 def append_arguments(units: list[SaveUnit], channel: str) -> tuple[Any, ...]:
@@ -132,10 +165,16 @@ async def append(
     A lost connection is raised (as :class:`DatabaseUnavailableError`, outcome unknown) and
     settles nothing: the caller decides for the whole group.
     """
-    statement = sql.append_waiting if wait else sql.append
+    if wait:
+        # Wait for the aggregates' stream locks in a transaction of this append's own, then
+        # append in it: the statement sees what the previous holder committed.
+        with database_errors(dsn, writing=True), _unsettled_unless_committed(units):
+            async with connection.transaction():
+                await lock_streams(connection, sql, units)
+                return await append(connection, sql, dsn, units)
     with database_errors(dsn, writing=True):
         try:
-            row = await connection.fetchrow(statement, *append_arguments(units, sql.channel))
+            row = await connection.fetchrow(sql.append, *append_arguments(units, sql.channel))
         except asyncpg.PostgresError as exc:
             if is_lost_connection(exc) or connection.is_in_transaction():
                 # Inside the caller's transaction the statement cannot be re-run alone: the
@@ -147,14 +186,14 @@ async def append(
                 committed: list[SaveUnit] = []
                 busy: list[SaveUnit] = []
                 for unit in units:
-                    result = await append(connection, sql, dsn, [unit], wait=wait)
+                    result = await append(connection, sql, dsn, [unit])
                     if result.head is not None:
                         heads.append(result.head)
                     committed += result.committed
                     busy += result.busy
                 return AppendResult(max(heads) if heads else None, committed, busy)
-            units[0].fail(await _refusal(connection, sql, dsn, units[0], exc))
-            return AppendResult(None, [])
+            await _settle_refused(connection, sql, dsn, units[0], exc)
+            return AppendResult(None, [units[0]] if units[0].committed else [])
     assert row is not None
     rejected = set(row["rejected"])
     left_alone = rejected | set(row["busy"])
@@ -165,8 +204,26 @@ async def append(
         unit.succeed(position, row["recorded_at"])
         position += len(unit.events)
     for index in sorted(rejected):
-        units[index].fail(await _concurrency_error(connection, sql, dsn, units[index]))
-    return AppendResult(head, accepted, [units[index] for index in sorted(row["busy"])])
+        await _settle_rejected(connection, sql, dsn, units[index])
+    committed = accepted + [units[index] for index in sorted(rejected) if units[index].committed]
+    return AppendResult(head, committed, [units[index] for index in sorted(row["busy"])])
+
+
+async def _settle_refused(
+    connection: asyncpg.Connection,
+    sql: StoreSql,
+    dsn: str,
+    unit: SaveUnit,
+    exc: asyncpg.PostgresError,
+) -> None:
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name in (
+        "events_event_id_key",
+        "events_aggregate_version_key",
+    ):
+        duplicate = exc.detail if exc.constraint_name == "events_event_id_key" else None
+        await _settle_rejected(connection, sql, dsn, unit, duplicate_id=duplicate or None)
+        return
+    unit.fail(await _refusal(connection, sql, dsn, unit, exc))
 
 
 async def _refusal(
@@ -178,11 +235,6 @@ async def _refusal(
 ) -> EventualiError:
     if isinstance(exc, asyncpg.UniqueViolationError):
         constraint = exc.constraint_name
-        if constraint == "events_event_id_key":
-            return InvalidInputError(
-                f"an event id of this save is already stored ({exc.detail}); every event needs "
-                "a new event_id"
-            )
         if constraint == "events_pkey":
             return EventualiError(
                 f"global position already taken ({exc.detail}): rows were written to "
@@ -194,6 +246,60 @@ async def _refusal(
     translated = translate(exc, dsn, writing=True)
     assert translated is not None  # every PostgresError has a translation
     return translated
+
+
+async def _settle_rejected(
+    connection: asyncpg.Connection,
+    sql: StoreSql,
+    dsn: str,
+    unit: SaveUnit,
+    *,
+    duplicate_id: str | None = None,
+) -> None:
+    """Settle a unit the statement rejected: a retry of a save that did commit (every event id
+    stored, at the same aggregate and version) succeeds with the stored positions; a partial
+    match fails with :class:`RetryMismatchError`; an event id reused by a new event
+    (``duplicate_id``: the server's detail) is an InvalidInputError; anything else is a
+    ConcurrencyError."""
+    with database_errors(dsn):
+        rows = await connection.fetch(
+            sql.stored_events, [event.event_id for event in unit.events]
+        )
+    if not rows:
+        unit.fail(await _concurrency_error(connection, sql, dsn, unit))
+        return
+    stored = {row["event_id"]: row for row in rows}
+    same = [
+        event
+        for event in unit.events
+        if event.event_id in stored
+        and stored[event.event_id]["aggregate_id"] == event.aggregate_id
+        and stored[event.event_id]["aggregate_version"] == event.aggregate_version
+    ]
+    if not same and duplicate_id is not None:
+        unit.fail(
+            InvalidInputError(
+                f"an event id of this save is already stored ({duplicate_id}); every event "
+                "needs a new event_id"
+            )
+        )
+        return
+    if len(same) == len(unit.events):
+        unit.succeed_as_stored(
+            [
+                (stored[e.event_id]["global_position"], stored[e.event_id]["recorded_at"])
+                for e in unit.events
+            ]
+        )
+        return
+    unit.fail(
+        RetryMismatchError(
+            f"this save looks like a retry, but only {len(same)} of its {len(unit.events)} "
+            f"events are stored as given ({len(stored)} of its event ids are stored, "
+            f"{len(stored) - len(same)} of them under another aggregate or version). Nothing was "
+            "written; reload the aggregate to see what its history holds"
+        )
+    )
 
 
 async def _concurrency_error(
@@ -242,22 +348,31 @@ async def stage(
     async with connection.transaction():  # a savepoint
         if not await _stage_statement(connection, sql, dsn, unit, wait):
             return False
-        if unit.error is None:
+        if not unit.done:  # neither rejected nor a retry of a stored save
             await run_inline(inline, unit.events, connection)
     return True
+
+
+async def lock_streams(
+    connection: asyncpg.Connection, sql: StoreSql, units: Sequence[SaveUnit]
+) -> None:
+    """Wait for the stream locks of the units' aggregates (in one order everywhere)."""
+    ids = sorted({aggregate_id for unit in units for aggregate_id in unit.aggregate_ids})
+    await connection.fetchval(sql.lock_streams, ids)
 
 
 async def _stage_statement(
     connection: asyncpg.Connection, sql: StoreSql, dsn: str, unit: SaveUnit, wait: bool
 ) -> bool:
-    statement = sql.stage if wait else sql.stage_trying
     with database_errors(dsn, writing=True):
-        row = await connection.fetchrow(statement, *append_arguments([unit], sql.channel))
+        if wait:
+            await lock_streams(connection, sql, [unit])
+        row = await connection.fetchrow(sql.stage, *append_arguments([unit], sql.channel))
     assert row is not None
     if row["busy"]:
         return False
     if row["rejected"]:
-        unit.fail(await _concurrency_error(connection, sql, dsn, unit))
+        await _settle_rejected(connection, sql, dsn, unit)
     return True
 
 
@@ -278,7 +393,7 @@ async def append_with_inline(
     """
     staged: list[SaveUnit] = []
     busy: list[SaveUnit] = []
-    with database_errors(dsn, writing=True):
+    with database_errors(dsn, writing=True), _unsettled_unless_committed(units):
         async with connection.transaction():
             for unit in units:
                 try:

@@ -36,8 +36,8 @@ class StoreSql:
         ``$6..$18``: per event, its unit and one array per column; ``$19``: notification
         channel. Returns one row: the new head (NULL when nothing was written), the commit
         timestamp, the rejected units (an aggregate not at its expected version) and the busy
-        units (an aggregate held by an open transaction: not written, to be saved again with
-        :attr:`append_waiting`).
+        units (an aggregate held by an open transaction: not written; to be saved again in a
+        transaction that first waits for the locks with :attr:`lock_streams`).
 
         Order of work, which the data dependencies between the parts enforce:
 
@@ -57,24 +57,32 @@ class StoreSql:
         return _append(self.schema, "try")
 
     @property
-    def append_waiting(self) -> str:
-        """:attr:`append` for busy units: waits for each aggregate's stream lock (the open
-        transaction holding it commits or rolls back) before anything else, then appends."""
-        return _append(self.schema, "wait")
+    def lock_streams(self) -> str:
+        """Wait for the stream lock of each aggregate id in ``$1`` (in that order: sort them),
+        held until the transaction ends. Its own statement, so that the statement that follows
+        takes its snapshot after the wait and sees what the previous holder committed."""
+        return (
+            f"SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended("
+            f"'eventuali_pg:stream:{self.schema}:' || id, 0)) FROM unnest($1::text[]) AS id) l"
+        )
 
     @property
     def stage(self) -> str:
-        """Save units inside the caller's transaction: wait for the aggregates' stream locks
-        (held until that transaction ends), check and move their versions, and insert the
-        events into ``pending_events``, where the commit trigger gives them their positions.
-        Same parameters as :attr:`append`; returns the number staged and the rejected units."""
+        """Save units inside the caller's transaction: check and move the aggregates' versions
+        (their stream locks are tried, as :attr:`append` does: held after
+        :attr:`lock_streams`, a unit whose lock another transaction holds is busy), and insert
+        the events into ``pending_events``, where the commit trigger gives them positions.
+        Same parameters as :attr:`append`; returns the number staged, the rejected units and
+        the busy units."""
         return _append(self.schema, "stage")
 
     @property
-    def stage_trying(self) -> str:
-        """:attr:`stage` that leaves busy units alone (as :attr:`append` does) and returns
-        them too: for the writer's own transaction when inline projections run."""
-        return _append(self.schema, "stage_try")
+    def stored_events(self) -> str:
+        """Aggregate, version, position and commit time of the stored events with ids ``$1``."""
+        return (
+            f"SELECT event_id, aggregate_id, aggregate_version, global_position, recorded_at "
+            f"FROM {self.schema}.events WHERE event_id = ANY($1::uuid[])"
+        )
 
     @property
     def positions_of(self) -> str:
@@ -135,13 +143,7 @@ def _append(schema: str, mode: str) -> str:
     s = schema
     lock_key = f"hashtextextended('eventuali_pg:stream:{s}:' || o.aggregate_id, 0)"
     ordered = "(SELECT unit, aggregate_id FROM expected ORDER BY aggregate_id) o"
-    if mode in ("try", "stage_try"):
-        locks = f"SELECT o.unit, pg_try_advisory_xact_lock({lock_key}) AS got FROM {ordered}"
-    else:
-        locks = (
-            f"SELECT o.unit, true AS got FROM {ordered} "
-            f"CROSS JOIN LATERAL pg_advisory_xact_lock({lock_key}) AS waited"
-        )
+    locks = f"SELECT o.unit, pg_try_advisory_xact_lock({lock_key}) AS got FROM {ordered}"
     head = f"""
 WITH expected AS (
     SELECT e.*
@@ -189,7 +191,7 @@ WITH expected AS (
 ), streams_moved AS (
     SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created) AS k
 )"""
-    if mode.startswith("stage"):
+    if mode == "stage":
         return (
             head
             + f""", staged AS (
