@@ -19,6 +19,15 @@ import eventuali_pg
 from eventuali_pg import Aggregate, Event
 
 SCHEMA = "eventuali"
+
+#: Benchmarks empty the events table between workloads: a maintenance step of the tables'
+#: owner (history is append-only otherwise; see migration 0005).
+MAINTENANCE = {"eventuali_pg.maintenance": "on"}
+
+
+async def admin_connect(dsn: str) -> asyncpg.Connection:
+    """A connection of the tables' owner allowed to rewrite history (to reset between runs)."""
+    return await asyncpg.connect(dsn, server_settings=MAINTENANCE)
 LABEL = "benchmark event payload 0123456789"
 
 #: Columns of the events table, in the order of :func:`event_rows`.

@@ -19,6 +19,7 @@ from ._common import (
     BenchAggregate,
     Settings,
     Stopwatch,
+    admin_connect,
     aggregate_with,
     copy_rows,
     event_rows,
@@ -38,7 +39,7 @@ INSERT_FLOOR = "append.insert_floor"
 
 async def run(dsn: str, settings: Settings, results: Results) -> None:
     """Every append figure of one run."""
-    admin = await asyncpg.connect(dsn)
+    admin = await admin_connect(dsn)
     try:
         for key, per_save, saves in (
             (SINGLE, 1, settings.single_saves),

@@ -23,12 +23,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from eventuali_pg import Event, EventStore, EventStreamer, Subscription, event_class_for
 from eventuali_pg.store.sql import EVENT_COLUMNS
 
-from ._common import SCHEMA, Settings, Stopwatch, aggregate_with, fill_events, rate
+from ._common import (
+    SCHEMA,
+    Settings,
+    Stopwatch,
+    admin_connect,
+    aggregate_with,
+    fill_events,
+    rate,
+)
 from ._report import Results
 
 LIVE = "delivery.live"
@@ -43,7 +49,7 @@ PAGE = 1000
 
 
 async def run_live(dsn: str, settings: Settings, results: Results) -> None:
-    admin = await asyncpg.connect(dsn)
+    admin = await admin_connect(dsn)
     try:
         await admin.execute(f"TRUNCATE {SCHEMA}.events")
         await admin.execute(f"UPDATE {SCHEMA}.global_sequence SET position = 0")
@@ -110,7 +116,7 @@ async def run_live(dsn: str, settings: Settings, results: Results) -> None:
 
 async def live_server_writer(dsn: str, count: int, batch: int) -> float:
     """Delivery rate when rows are appended server-side (no client encoding)."""
-    admin = await asyncpg.connect(dsn)
+    admin = await admin_connect(dsn)
     await admin.execute(
         f"DROP TABLE IF EXISTS {SCHEMA}.bench_stage;"
         f"CREATE TABLE {SCHEMA}.bench_stage AS SELECT * FROM {SCHEMA}.events;"
@@ -158,7 +164,7 @@ async def live_server_writer(dsn: str, count: int, batch: int) -> float:
 
 async def run_replay(dsn: str, settings: Settings, results: Results) -> None:
     count = settings.replay_events
-    admin = await asyncpg.connect(dsn)
+    admin = await admin_connect(dsn)
     try:
         await fill_events(admin, count)
     finally:
@@ -204,7 +210,7 @@ async def our_replay(dsn: str, count: int) -> float:
 
 
 async def raw_replay(dsn: str, count: int, *, build: bool) -> float:
-    conn = await asyncpg.connect(dsn)
+    conn = await admin_connect(dsn)
     try:
         statement = await conn.prepare(
             f"SELECT {EVENT_COLUMNS} FROM {SCHEMA}.events WHERE global_position > $1 "

@@ -13,11 +13,9 @@ import asyncio
 import math
 import time
 
-import asyncpg
-
 from eventuali_pg import EventStore, EventStreamer, EventStreamReceiver, Subscription
 
-from ._common import LABEL, BenchAggregate, BenchEvent, Settings, reset_events
+from ._common import LABEL, BenchAggregate, BenchEvent, Settings, admin_connect, reset_events
 from ._report import Results
 
 
@@ -46,7 +44,7 @@ async def run(dsn: str, settings: Settings, results: Results) -> None:
 
 
 async def measure(dsn: str, settings: Settings, results: Results, subscribers: int) -> None:
-    admin = await asyncpg.connect(dsn)
+    admin = await admin_connect(dsn)
     try:
         await reset_events(admin)
     finally:

@@ -26,11 +26,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import asyncpg
-
 from eventuali_pg import EventStore, EventStreamer, StreamEvent, Subscription
 
-from ._common import SCHEMA, Settings, fill_events
+from ._common import SCHEMA, Settings, admin_connect, fill_events
 from ._report import Results
 
 START = "memory.start"
@@ -50,7 +48,7 @@ MIB = 1024 * 1024
 async def run(dsn: str, settings: Settings, results: Results) -> None:
     count = settings.memory_events
     capacity = settings.memory_capacity
-    admin = await asyncpg.connect(dsn)
+    admin = await admin_connect(dsn)
     try:
         await fill_events(admin, count)
         await admin.execute(

@@ -142,6 +142,7 @@ def _truncate_sql() -> str:
         ".".join(f'"{part}"' for part in name.split(".")) for name in table_names(STORE_SCHEMA)
     )
     return (
+        "SET LOCAL eventuali_pg.maintenance = 'on'; "  # history is append-only otherwise
         f"TRUNCATE {tables} RESTART IDENTITY; "
         f'INSERT INTO "{STORE_SCHEMA}".global_sequence (id, position) VALUES (1, 0);'
     )

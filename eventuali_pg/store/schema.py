@@ -31,7 +31,7 @@ from .sql import DEFAULT_SCHEMA
 __all__ = ["BRANCH_LABEL", "DEFAULT_SCHEMA", "VERSION_TABLE", "build_metadata", "table_names"]
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0004_outbox"
+SCHEMA_REVISION = "0005_append_only"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).
