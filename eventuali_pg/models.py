@@ -166,14 +166,34 @@ class Aggregate(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
     aggregate_type: ClassVar[str] = ""
+    #: Take a snapshot of the state after a save that crosses a multiple of this many events
+    #: (``class User(Aggregate, snapshot_every=50)``); None: never.
+    snapshot_every: ClassVar[int | None] = None
+    #: Version of the snapshot's shape: snapshots of another version are ignored.
+    snapshot_version: ClassVar[int] = 1
 
     id: str = Field(default_factory=_new_aggregate_id)
     version: int = 0
 
     _uncommitted: list[Event] = PrivateAttr(default_factory=list)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        snapshot_every: int | None = None,
+        snapshot_version: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
+        settings = {"snapshot_every": snapshot_every, "snapshot_version": snapshot_version}
+        for name, value in settings.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(
+                    f"{name} of {cls.__qualname__} must be an integer >= 1, got {value!r}"
+                )
+            setattr(cls, name, value)
         if "aggregate_type" not in cls.__dict__:
             cls.aggregate_type = cls.__name__
 

@@ -25,6 +25,7 @@ from .appender import AppendResult, SaveUnit, append, append_with_inline, stage
 from .inline import InlineHandler, InlineProjection
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
+from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
 from .transaction import TransactionScope, check_caller_transaction
 from .validation import check_aggregates_to_save
@@ -88,6 +89,7 @@ class EventStore:
         self._waiting_sessions = asyncio.Semaphore(MAX_WAITING_SESSIONS)
         self._commit_listeners: list[CommitListener] = []
         self._inline: list[InlineProjection] = []
+        self._snapshots = SnapshotWriter(pool, self._sql, connector.dsn)
         self._resources: dict[str, StoreResource] = {}
         self._resource_lock = asyncio.Lock()
         self._closed = False
@@ -254,8 +256,10 @@ class EventStore:
         for aggregate in unit.aggregates:
             aggregate._mark_committed(saved)
 
-    def _committed_elsewhere(self, head: int) -> None:
-        """A store transaction committed events up to ``head``: tell the commit listeners."""
+    def _committed_elsewhere(self, head: int, units: list[SaveUnit]) -> None:
+        """A store transaction committed ``units`` up to ``head``: take the snapshots they
+        call for, tell the commit listeners."""
+        self._snapshots.consider(units)
         for listener in list(self._commit_listeners):
             listener(head)
 
@@ -322,6 +326,7 @@ class EventStore:
     def _group_done(self, result: AppendResult) -> None:
         if result.head is None:
             return
+        self._snapshots.consider(result.committed)
         for listener in list(self._commit_listeners):
             listener(result.head)
 
@@ -340,8 +345,17 @@ class EventStore:
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
         """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events (None if none).
 
-        Raises :class:`DecodeError` when a stored event no longer fits its event class.
+        Raises :class:`DecodeError` when a stored event no longer fits its event class. With
+        ``snapshot_every`` on the class, starts from the latest usable snapshot (see
+        :mod:`eventuali_pg.store.snapshots`).
         """
+        self._check_open()
+        if cls.snapshot_every is not None:
+            loaded = await load_from_snapshot(
+                self._reader, self._pool, self._sql, self.dsn, cls, aggregate_id
+            )
+            if loaded is not None:
+                return loaded
         events = await self.load_events(aggregate_id)
         if not events:
             return None
@@ -488,6 +502,7 @@ class EventStore:
         self._closed = True
         try:
             await self._writer.close()
+            await self._snapshots.close()
             resources, self._resources = list(self._resources.values()), {}
             for resource in reversed(resources):
                 await resource.close()

@@ -31,7 +31,7 @@ from .sql import DEFAULT_SCHEMA
 __all__ = ["BRANCH_LABEL", "DEFAULT_SCHEMA", "VERSION_TABLE", "build_metadata", "table_names"]
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0005_append_only"
+SCHEMA_REVISION = "0006_snapshots"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).
@@ -136,6 +136,21 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
     )
     Index(
         "pending_events_txid_idx", metadata.tables[f"{schema}.pending_events"].c.txid
+    )
+
+    # The latest snapshot of an aggregate's state (one per aggregate; its snapshot_version is
+    # the shape of the state, declared by the aggregate class).
+    Table(
+        "snapshots",
+        metadata,
+        Column("aggregate_id", Text, nullable=False),
+        Column("aggregate_type", Text, nullable=False),
+        Column("snapshot_version", Integer, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("state", JSONB, nullable=False),
+        Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("aggregate_id", name="snapshots_pkey"),
+        CheckConstraint("version > 0", name="snapshots_version_positive"),
     )
 
     Table(

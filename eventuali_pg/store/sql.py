@@ -77,6 +77,30 @@ class StoreSql:
         return _append(self.schema, "stage")
 
     @property
+    def snapshot_save(self) -> str:
+        """Keep the snapshot ``$1..$5`` (aggregate id, type, snapshot version, version, state)
+        unless a newer one of the same snapshot version is already there."""
+        s = self.schema
+        return (
+            f"INSERT INTO {s}.snapshots (aggregate_id, aggregate_type, snapshot_version, version,"
+            " state) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (aggregate_id) DO UPDATE SET"
+            " aggregate_type = EXCLUDED.aggregate_type, snapshot_version ="
+            " EXCLUDED.snapshot_version, version = EXCLUDED.version, state = EXCLUDED.state,"
+            f" taken_at = now() WHERE {s}.snapshots.version < EXCLUDED.version"
+            f" OR {s}.snapshots.snapshot_version <> EXCLUDED.snapshot_version"
+        )
+
+    @property
+    def snapshot_load(self) -> str:
+        """The snapshot of aggregate ``$1`` and the aggregate's current version."""
+        s = self.schema
+        return (
+            f"SELECT sn.aggregate_type, sn.snapshot_version, sn.version, sn.state::text AS state,"
+            f" st.version AS stream_version FROM {s}.snapshots sn"
+            f" JOIN {s}.streams st USING (aggregate_id) WHERE sn.aggregate_id = $1"
+        )
+
+    @property
     def stored_events(self) -> str:
         """Aggregate, version, position and commit time of the stored events with ids ``$1``."""
         return (

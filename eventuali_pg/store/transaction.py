@@ -123,7 +123,7 @@ class StoreTransaction:
             saved = {id(event) for event in unit.events}
             for aggregate in unit.aggregates:
                 aggregate._mark_committed(saved)
-        self._store._committed_elsewhere(max(row["global_position"] for row in rows))
+        self._store._committed_elsewhere(max(row["global_position"] for row in rows), self._units)
 
 
 class TransactionScope:
