@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback as tb
 import uuid
 from dataclasses import dataclass
@@ -52,9 +53,24 @@ class DeadLetter:
         return cls.model_validate(self.event)
 
 
+# PostgreSQL text holds neither NUL nor a UTF-16 surrogate (a str can hold both).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` with every NUL character and lone surrogate replaced by U+FFFD, which
+    PostgreSQL text can store (a handler's error message may contain anything)."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(``"Type: message"``, formatted traceback) of an exception."""
-    return f"{type(exc).__qualname__}: {exc}", "".join(tb.format_exception(exc))
+    """(``"Type: message"``, formatted traceback) of an exception, storable as text."""
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails is still parked
+        message = "<str() of the exception failed>"
+    trace = "".join(tb.format_exception(exc))
+    return storable_text(f"{type(exc).__qualname__}: {message}"), storable_text(trace)
 
 
 class DeadLetterQueue:
