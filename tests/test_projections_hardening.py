@@ -5,9 +5,12 @@ checkpoints, restarts after a checkpoint reset, and consumer-group rebuilds."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from helpers.projection_hardening import (
     FAST_RETRIES,
@@ -67,3 +70,110 @@ async def test_error_text_with_nul_and_lone_surrogate_is_parked(
         assert again is not None and again.attempts == 4
         assert again.error == letter.error
     assert runner.stats().sessions == 1
+
+
+# -- item 1: a handler's OSError or TimeoutError is a handler failure, not a lost database ------
+
+
+async def _refused(event: Event, connection: Any = None) -> None:
+    raise ConnectionRefusedError(111, "mail server refused the connection")
+
+
+async def _unknown_host(event: Event, connection: Any = None) -> None:
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def _missing_file(event: Event, connection: Any = None) -> None:
+    raise FileNotFoundError(2, "No such file or directory", "/nonexistent/template.txt")
+
+
+async def _timeout_expires(event: Event, connection: Any = None) -> None:
+    async with asyncio.timeout(0):
+        await asyncio.sleep(3600)
+
+
+HANDLER_FAILURES = {
+    "ConnectionRefusedError": _refused,
+    "gaierror": _unknown_host,
+    "FileNotFoundError": _missing_file,
+    "TimeoutError": _timeout_expires,
+}
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize("kind", sorted(HANDLER_FAILURES))
+async def test_handler_os_and_timeout_errors_are_retried_then_parked(
+    store: EventStore, mode: str, kind: str
+) -> None:
+    failure = HANDLER_FAILURES[kind]
+    projection = (
+        FailingExactlyOnce(failure) if mode == "exactly_once" else FailingAtLeastOnce(failure)
+    )
+    await save_ticks(store, 5)
+    poison = await save_poison(store)
+    await save_ticks(store, 5, prefix="after")
+    head = await store.get_global_position()
+    runner = ProjectionRunner(
+        store, projection, subscription_id=f"oserror-{mode}", batch_size=1, **FAST_RETRIES
+    )
+    async with runner:
+        await runner.wait_for_position(head, timeout=HANG)
+        [letter] = await runner.dead_letters()
+    assert letter.global_position == poison and letter.attempts == 3
+    assert letter.error.startswith(f"{kind}: ")
+    # One session: no restart from the checkpoint, so no event before the poison ran again.
+    assert runner.stats().sessions == 1
+    assert projection.calls == {p: 3 if p == poison else 1 for p in range(1, head + 1)}
+    assert await runner.checkpoints.get(runner.checkpoint_id) == head
+
+
+async def test_exactly_once_handler_sql_refused_by_the_server_is_parked(store: EventStore) -> None:
+    async def divide_by_zero(event: Event, connection: Any) -> None:
+        await connection.execute("SELECT 1 / 0")
+
+    projection = FailingExactlyOnce(divide_by_zero)
+    await save_ticks(store, 2)
+    poison = await save_poison(store)
+    await save_ticks(store, 2, prefix="after")
+    head = await store.get_global_position()
+    runner = ProjectionRunner(
+        store, projection, subscription_id="refused-sql", batch_size=1, **FAST_RETRIES
+    )
+    async with runner:
+        await runner.wait_for_position(head, timeout=HANG)
+        [letter] = await runner.dead_letters()
+    assert letter.global_position == poison
+    assert letter.error.startswith("DivisionByZeroError: ")
+    assert runner.stats().sessions == 1
+
+
+async def test_exactly_once_connection_killed_in_the_handler_is_a_lost_connection(
+    store: EventStore, dsn: str
+) -> None:
+    killed: list[int] = []
+
+    async def kill_own_connection(event: Event, connection: Any) -> None:
+        if killed:
+            return
+        pid = connection.get_server_pid()
+        killed.append(pid)
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await connection.execute("SELECT 1")
+
+    projection = FailingExactlyOnce(kill_own_connection)
+    await save_ticks(store, 2)
+    poison = await save_poison(store)
+    await save_ticks(store, 2, prefix="after")
+    head = await store.get_global_position()
+    runner = ProjectionRunner(store, projection, subscription_id="killed", batch_size=1)
+    async with runner:
+        await runner.wait_for_position(head, timeout=HANG)
+        assert await runner.dead_letters() == []
+    # The session ended on the lost connection and resumed from the checkpoint; nothing parked.
+    assert killed and runner.stats().sessions >= 2
+    assert projection.calls[poison] == 2
+    assert await runner.checkpoints.get(runner.checkpoint_id) == head

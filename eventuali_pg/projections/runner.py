@@ -10,9 +10,13 @@ the live feed). Events go through a small queue to the processing loop, in batch
   ``checkpoint_every`` events, every ``checkpoint_interval`` seconds, and at a clean stop.
 
 A failing batch is handled again one event at a time; a failing event is retried with backoff
-up to ``max_attempts`` times, then parked in the dead-letter table, and processing goes on. A
-lost connection, a lost lease or a moved checkpoint ends the session: the runner resumes from
-the stored checkpoint (after acquiring the lease again in ``single_active`` mode).
+up to ``max_attempts`` times, then parked in the dead-letter table, and processing goes on.
+Whatever the handler raises (``OSError``, ``TimeoutError``, ``CancelledError``, a database
+error of its own) is a handler failure; only a failure of the runner's own database work (its
+connection, transaction, checkpoint or dead-letter writes, or the exactly-once connection found
+dead after the handler) is a database failure. That, a lost lease or a moved checkpoint ends
+the session: the runner resumes from the stored checkpoint (after acquiring the lease again in
+``single_active`` mode).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..stream.backoff import Backoff
 from ..stream.stream_event import StreamEvent
 from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
-from ._db import is_connection_error
+from ._db import DatabaseFailure, HandlerFailure, database_step
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup
@@ -367,16 +371,20 @@ class ProjectionRunner:
                 self._last_error = str(exc)
                 logger.warning("projection %r: %s; resuming", self._checkpoint_id, exc)
                 await asyncio.sleep(backoff.next_delay())
+            except DatabaseFailure as exc:
+                self._last_error = str(exc)
+                if self._store.closed:
+                    return
+                logger.warning(
+                    "projection %r: database failure (%s); resuming from the checkpoint",
+                    self._checkpoint_id,
+                    exc,
+                )
+                await asyncio.sleep(backoff.next_delay())
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 if self._store.closed:
                     return
-                if is_connection_error(exc):
-                    logger.warning(
-                        "projection %r: database connection lost (%s); resuming",
-                        self._checkpoint_id,
-                        exc,
-                    )
                 else:
                     logger.exception("projection %r failed; resuming", self._checkpoint_id)
                 await asyncio.sleep(backoff.next_delay())
@@ -386,7 +394,8 @@ class ProjectionRunner:
                     await lease.release()
 
     async def _session(self, streamer: EventStreamer) -> None:
-        stored = await self._checkpoints.get(self._checkpoint_id) or 0
+        async with database_step():
+            stored = await self._checkpoints.get(self._checkpoint_id) or 0
         self._committed = stored
         # At-least-once: what this runner handled but did not checkpoint is not handled again.
         start = stored if self._exactly_once else max(stored, self._processed)
@@ -463,15 +472,11 @@ class ProjectionRunner:
         last = batch[-1].global_position
         mine = self._mine(batch)
         if mine:
-            first_error: Exception | None = None
+            first_error: BaseException | None = None
             try:
                 await self._apply([item.event for item in mine], last)
-            except CheckpointError:
-                raise
-            except Exception as exc:
-                if is_connection_error(exc):
-                    raise
-                first_error = exc
+            except HandlerFailure as failure:
+                first_error = failure.cause
             if first_error is not None:
                 await self._one_by_one(batch, first_error if len(mine) == 1 else None)
         await self._advanced(last)
@@ -487,31 +492,47 @@ class ProjectionRunner:
             await self._flush()
 
     async def _apply(self, events: list[Event], last: int, *, single: bool = False) -> None:
-        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``."""
-        projection = self._projection
-        if isinstance(projection, TransactionalProjection):
-            async with self._store.connection() as conn:
-                try:
-                    async with conn.transaction():
-                        await self._checkpoints.advance(
-                            self._checkpoint_id, last, expected=self._committed, connection=conn
-                        )
-                        if single:
-                            await projection.handle_event(events[0], conn)
-                        else:
-                            await projection.handle_batch(events, conn)
-                except Exception as exc:
-                    if is_connection_error(exc, conn):
-                        raise ConnectionError(f"connection lost while handling: {exc}") from exc
-                    raise
+        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``.
+
+        Raises :class:`HandlerFailure` when the handler raised, :class:`DatabaseFailure` when
+        the runner's own database work failed (or the connection died under the handler).
+        """
+        if self._exactly_once:
+            async with (
+                database_step(),
+                self._store.connection() as conn,
+                conn.transaction(),
+            ):
+                await self._checkpoints.advance(
+                    self._checkpoint_id, last, expected=self._committed, connection=conn
+                )
+                await self._call_handler(events, single, conn)
             self._committed = last
-        elif single:
-            await projection.handle_event(events[0])
         else:
-            await projection.handle_batch(events)
+            await self._call_handler(events, single, None)
         self._handled += len(events)
 
-    async def _one_by_one(self, batch: list[StreamEvent], first_error: Exception | None) -> None:
+    async def _call_handler(self, events: list[Event], single: bool, conn: Any) -> None:
+        """The handler's call, where whatever it raises becomes a :class:`HandlerFailure`."""
+        projection = self._projection
+        try:
+            if isinstance(projection, TransactionalProjection):
+                if single:
+                    await projection.handle_event(events[0], conn)
+                else:
+                    await projection.handle_batch(events, conn)
+            elif single:
+                await projection.handle_event(events[0])
+            else:
+                await projection.handle_batch(events)
+        except Exception as exc:
+            if conn is not None and conn.is_closed():
+                raise DatabaseFailure(exc) from exc
+            raise HandlerFailure(exc) from exc
+
+    async def _one_by_one(
+        self, batch: list[StreamEvent], first_error: BaseException | None
+    ) -> None:
         group = self._group
         for item in batch:
             if group is not None and not group.owns(item.event.aggregate_id):
@@ -519,7 +540,7 @@ class ProjectionRunner:
             await self._attempt(item, first_error)
             await self._advanced(item.global_position)
 
-    async def _attempt(self, item: StreamEvent, first_error: Exception | None) -> None:
+    async def _attempt(self, item: StreamEvent, first_error: BaseException | None) -> None:
         backoff = Backoff(initial=self._retry_delay, maximum=self._max_retry_delay)
         attempts = 0
         error = first_error
@@ -547,16 +568,16 @@ class ProjectionRunner:
             try:
                 await self._apply([item.event], item.global_position, single=True)
                 return
-            except CheckpointError:
-                raise
-            except Exception as exc:
-                if is_connection_error(exc):
-                    raise
-                error = exc
+            except HandlerFailure as failure:
+                error = failure.cause
 
-    async def _park(self, item: StreamEvent, error: Exception, attempts: int) -> None:
+    async def _park(self, item: StreamEvent, error: BaseException, attempts: int) -> None:
         if self._exactly_once:
-            async with self._store.connection() as conn, conn.transaction():
+            async with (
+                database_step(),
+                self._store.connection() as conn,
+                conn.transaction(),
+            ):
                 await self._checkpoints.advance(
                     self._checkpoint_id,
                     item.global_position,
@@ -568,7 +589,8 @@ class ProjectionRunner:
                 )
             self._committed = item.global_position
         else:
-            await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
+            async with database_step():
+                await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
         self._parked += 1
 
     async def _advanced(self, position: int) -> None:
@@ -582,11 +604,12 @@ class ProjectionRunner:
         """Write the checkpoint of everything processed (at-least-once, and skipped events)."""
         position = self._processed
         if position > self._committed:
-            await self._checkpoints.advance(
-                self._checkpoint_id,
-                position,
-                expected=self._committed if self._exactly_once else None,
-            )
+            async with database_step():
+                await self._checkpoints.advance(
+                    self._checkpoint_id,
+                    position,
+                    expected=self._committed if self._exactly_once else None,
+                )
             self._committed = position
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
