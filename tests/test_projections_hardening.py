@@ -17,6 +17,7 @@ from helpers.projection_hardening import (
     HANG,
     FailingAtLeastOnce,
     FailingExactlyOnce,
+    cancelled_inner_task,
     save_poison,
     save_ticks,
 )
@@ -177,3 +178,58 @@ async def test_exactly_once_connection_killed_in_the_handler_is_a_lost_connectio
     assert killed and runner.stats().sessions >= 2
     assert projection.calls[poison] == 2
     assert await runner.checkpoints.get(runner.checkpoint_id) == head
+
+
+# -- item 4: a handler's CancelledError is a handler failure; only the runner's own stops it ----
+
+
+async def _inner_task_cancelled(event: Event, connection: Any = None) -> None:
+    await cancelled_inner_task()
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+async def test_handler_cancelled_error_is_retried_then_parked(store: EventStore, mode: str) -> None:
+    projection = (
+        FailingExactlyOnce(_inner_task_cancelled)
+        if mode == "exactly_once"
+        else FailingAtLeastOnce(_inner_task_cancelled)
+    )
+    await save_ticks(store, 3)
+    poison = await save_poison(store)
+    await save_ticks(store, 3, prefix="after")
+    head = await store.get_global_position()
+    runner = ProjectionRunner(
+        store, projection, subscription_id=f"cancelled-{mode}", batch_size=1, **FAST_RETRIES
+    )
+    async with runner:
+        await runner.wait_for_position(head, timeout=HANG)
+        [letter] = await runner.dead_letters()
+    assert letter.global_position == poison and letter.attempts == 3
+    assert letter.error.startswith("CancelledError")
+    assert runner.stats().sessions == 1
+    assert projection.calls == {p: 3 if p == poison else 1 for p in range(1, head + 1)}
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+async def test_stop_cancels_a_slow_handler_without_parking(store: EventStore, mode: str) -> None:
+    entered = asyncio.Event()
+
+    async def hang(event: Event, connection: Any = None) -> None:
+        entered.set()
+        await asyncio.sleep(3600)
+
+    projection = FailingExactlyOnce(hang) if mode == "exactly_once" else FailingAtLeastOnce(hang)
+    await save_ticks(store, 2)
+    poison = await save_poison(store)
+    runner = ProjectionRunner(
+        store, projection, subscription_id=f"stop-{mode}", batch_size=1, stop_timeout=0.1
+    )
+    await runner.start()
+    try:
+        await asyncio.wait_for(entered.wait(), HANG)
+    finally:
+        await asyncio.wait_for(runner.stop(), HANG)
+    assert not runner.running
+    assert projection.calls[poison] == 1
+    assert await runner.dead_letters() == []
+    assert await runner.checkpoints.get(runner.checkpoint_id) == poison - 1

@@ -37,7 +37,7 @@ from ..stream.backoff import Backoff
 from ..stream.stream_event import StreamEvent
 from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
-from ._db import DatabaseFailure, HandlerFailure, database_step
+from ._db import DatabaseFailure, HandlerFailure, cancelling, database_step
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup
@@ -525,7 +525,9 @@ class ProjectionRunner:
                 await projection.handle_event(events[0])
             else:
                 await projection.handle_batch(events)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and cancelling():
+                raise  # the runner is stopping; the handler merely was interrupted
             if conn is not None and conn.is_closed():
                 raise DatabaseFailure(exc) from exc
             raise HandlerFailure(exc) from exc
@@ -630,7 +632,9 @@ async def _run_together(owner: str, parts: list[tuple[str, Coroutine[Any, Any, N
         await asyncio.wait(tasks)
         errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
     for task in tasks:
-        if task in done and not task.cancelled():
+        if task in done:
+            if task.cancelled():  # by someone else: this function cancels only after the wait
+                raise RuntimeError(f"projection {owner}: task {task.get_name()!r} was cancelled")
             error = task.exception()
             if error is not None:
                 raise error
