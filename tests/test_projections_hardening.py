@@ -23,7 +23,12 @@ from helpers.projection_hardening import (
 )
 
 from eventuali_pg import Event, EventStore
-from eventuali_pg.projections import ProjectionRunner
+from eventuali_pg.projections import (
+    DeadLetterQueue,
+    Projection,
+    ProjectionRunner,
+    TransactionalProjection,
+)
 
 
 @pytest.fixture
@@ -233,3 +238,118 @@ async def test_stop_cancels_a_slow_handler_without_parking(store: EventStore, mo
     assert projection.calls[poison] == 1
     assert await runner.dead_letters() == []
     assert await runner.checkpoints.get(runner.checkpoint_id) == poison - 1
+
+
+# -- item 2: no library operation holds a pooled connection while waiting for another ----------
+
+
+class StoreReadingExactlyOnce(TransactionalProjection):
+    """Reads through the store (a pooled connection) while handling; the first call waits at
+    ``barrier`` so that several runners are inside their transactions at once."""
+
+    def __init__(self, store: EventStore, barrier: asyncio.Barrier | None = None) -> None:
+        self.store = store
+        self.barrier = barrier
+        self.handled: list[int] = []
+
+    async def handle_event(self, event: Event, connection: Any) -> None:
+        assert event.global_position is not None
+        if self.barrier is not None:
+            barrier, self.barrier = self.barrier, None
+            await barrier.wait()
+        await connection.execute("SELECT 1")
+        assert await self.store.get_global_position() >= event.global_position
+        self.handled.append(event.global_position)
+
+    async def reset(self, connection: Any) -> None:
+        await self.store.get_global_position()
+
+
+class StoreReadingAtLeastOnce(Projection):
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.handled: list[int] = []
+
+    async def handle_event(self, event: Event) -> None:
+        assert event.global_position is not None
+        assert await self.store.get_global_position() >= event.global_position
+        self.handled.append(event.global_position)
+
+    async def reset(self) -> None:
+        await self.store.get_global_position()
+
+
+async def _park_by_hand(store: EventStore, subscription_id: str, positions: list[int]) -> None:
+    queue = DeadLetterQueue(store)
+    for position in positions:
+        [event] = await store.load_events_from_position(position - 1, 1)
+        await queue.park(subscription_id, event, Unprintable("parked by the test"), 1)
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+async def test_dead_letter_retry_with_a_pool_of_one(dsn: str, mode: str) -> None:
+    async with await EventStore.create(dsn, poll_interval=0.2, pool_max_size=1) as store:
+        await save_ticks(store, 3)
+        await _park_by_hand(store, "retry-pool-1", [2])
+        projection = (
+            StoreReadingExactlyOnce(store)
+            if mode == "exactly_once"
+            else StoreReadingAtLeastOnce(store)
+        )
+        queue = DeadLetterQueue(store)
+        assert await asyncio.wait_for(queue.retry("retry-pool-1", 2, projection), HANG) is True
+        assert projection.handled == [2]
+        assert await queue.count("retry-pool-1") == 0
+
+
+async def test_concurrent_dead_letter_retries_do_not_starve_the_pool(dsn: str) -> None:
+    async with await EventStore.create(dsn, poll_interval=0.2, pool_max_size=2) as store:
+        await save_ticks(store, 6)
+        await _park_by_hand(store, "retry-many", [1, 2, 3, 4, 5, 6])
+        projection = StoreReadingExactlyOnce(store)
+        queue = DeadLetterQueue(store)
+
+        async def save_more() -> None:
+            await save_ticks(store, 3, prefix="app")
+
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(queue.retry("retry-many", p, projection) for p in range(1, 7)), save_more()
+            ),
+            HANG,
+        )
+        assert results[:6] == [True] * 6
+        assert sorted(projection.handled) == [1, 2, 3, 4, 5, 6]
+        assert await store.get_global_position() == 9
+
+
+async def test_two_exactly_once_runners_reading_the_store_with_a_pool_of_two(dsn: str) -> None:
+    async with await EventStore.create(dsn, poll_interval=0.2, pool_max_size=2) as store:
+        await save_ticks(store, 20)
+        barrier = asyncio.Barrier(2)
+        first = StoreReadingExactlyOnce(store, barrier)
+        second = StoreReadingExactlyOnce(store, barrier)
+        async with (
+            ProjectionRunner(store, first, subscription_id="pool-a", batch_size=5) as a,
+            ProjectionRunner(store, second, subscription_id="pool-b", batch_size=5) as b,
+        ):
+            await asyncio.wait_for(
+                asyncio.gather(a.wait_for_position(20), b.wait_for_position(20)), HANG
+            )
+        assert first.handled == second.handled == list(range(1, 21))
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+async def test_reset_with_a_pool_of_one(dsn: str, mode: str) -> None:
+    async with await EventStore.create(dsn, poll_interval=0.2, pool_max_size=1) as store:
+        await save_ticks(store, 5)
+        projection = (
+            StoreReadingExactlyOnce(store)
+            if mode == "exactly_once"
+            else StoreReadingAtLeastOnce(store)
+        )
+        async with ProjectionRunner(store, projection, subscription_id=f"reset-1-{mode}") as run:
+            await run.wait_for_position(5, timeout=HANG)
+            await asyncio.wait_for(run.reset(), HANG)
+            await run.wait_for_position(5, timeout=HANG)
+        assert projection.handled == [1, 2, 3, 4, 5] * 2

@@ -8,7 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StoreClosedError
+from ..store.connection import close_or_terminate, connect
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
@@ -49,6 +50,40 @@ def cancelling() -> bool:
     """True when the current task itself is being cancelled (not merely an awaited one)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def open_connection(store: EventStore) -> Any:
+    """A connection of its own to ``store``'s database, outside the store's pool.
+
+    Whatever holds a transaction while code it does not control runs in it (a handler, a
+    projection's ``reset``) uses one of these: that code may borrow from the pool itself, and a
+    pooled connection held while waiting for another deadlocks a small or busy pool.
+    """
+    if store.closed:
+        raise StoreClosedError("the event store is closed; create a new one to go on")
+    return await connect(store.dsn)
+
+
+async def close_connection(connection: Any) -> None:
+    """Close a connection from :func:`open_connection` (abort it if that fails or is
+    cancelled)."""
+    if connection is None:
+        return
+    try:
+        await close_or_terminate(connection, 2.0)
+    finally:
+        if not connection.is_closed():
+            connection.terminate()
+
+
+@contextlib.asynccontextmanager
+async def own_connection(store: EventStore) -> AsyncIterator[Any]:
+    """:func:`open_connection` for the block, closed when it ends."""
+    connection = await open_connection(store)
+    try:
+        yield connection
+    finally:
+        await close_connection(connection)
 
 
 @contextlib.asynccontextmanager

@@ -37,7 +37,15 @@ from ..stream.backoff import Backoff
 from ..stream.stream_event import StreamEvent
 from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
-from ._db import DatabaseFailure, HandlerFailure, cancelling, database_step
+from ._db import (
+    DatabaseFailure,
+    HandlerFailure,
+    cancelling,
+    close_connection,
+    database_step,
+    open_connection,
+    own_connection,
+)
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup
@@ -172,6 +180,8 @@ class ProjectionRunner:
         )
         projection._bind(self._checkpoints, self._checkpoint_id)
         self._streamer: EventStreamer | None = None
+        # Exactly-once: the session's own connection for the batch transactions.
+        self._connection: Any = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
@@ -298,11 +308,11 @@ class ProjectionRunner:
         this runner's parked events), then start again if it was running."""
         was_running = self.running
         await self.stop()
-        async with self._store.connection() as conn, conn.transaction():
+        if isinstance(self._projection, Projection):
+            await self._projection.reset()
+        async with own_connection(self._store) as conn, conn.transaction():
             if isinstance(self._projection, TransactionalProjection):
                 await self._projection.reset(conn)
-            else:
-                await self._projection.reset()
             await self._checkpoints.reset(self._checkpoint_id, 0, connection=conn)
             if self._group is None:
                 await self._dead_letters.discard_all(self._subscription_id, connection=conn)
@@ -396,6 +406,15 @@ class ProjectionRunner:
     async def _session(self, streamer: EventStreamer) -> None:
         async with database_step():
             stored = await self._checkpoints.get(self._checkpoint_id) or 0
+            if self._exactly_once:
+                self._connection = await open_connection(self._store)
+        try:
+            await self._follow(streamer, stored)
+        finally:
+            connection, self._connection = self._connection, None
+            await close_connection(connection)
+
+    async def _follow(self, streamer: EventStreamer, stored: int) -> None:
         self._committed = stored
         # At-least-once: what this runner handled but did not checkpoint is not handled again.
         start = stored if self._exactly_once else max(stored, self._processed)
@@ -498,11 +517,8 @@ class ProjectionRunner:
         the runner's own database work failed (or the connection died under the handler).
         """
         if self._exactly_once:
-            async with (
-                database_step(),
-                self._store.connection() as conn,
-                conn.transaction(),
-            ):
+            conn = self._connection
+            async with database_step(), conn.transaction():
                 await self._checkpoints.advance(
                     self._checkpoint_id, last, expected=self._committed, connection=conn
                 )
@@ -575,11 +591,8 @@ class ProjectionRunner:
 
     async def _park(self, item: StreamEvent, error: BaseException, attempts: int) -> None:
         if self._exactly_once:
-            async with (
-                database_step(),
-                self._store.connection() as conn,
-                conn.transaction(),
-            ):
+            conn = self._connection
+            async with database_step(), conn.transaction():
                 await self._checkpoints.advance(
                     self._checkpoint_id,
                     item.global_position,
