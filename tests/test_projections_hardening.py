@@ -353,3 +353,55 @@ async def test_reset_with_a_pool_of_one(dsn: str, mode: str) -> None:
             await asyncio.wait_for(run.reset(), HANG)
             await run.wait_for_position(5, timeout=HANG)
         assert projection.handled == [1, 2, 3, 4, 5] * 2
+
+
+# -- item 6: after a restart the stored checkpoint is the truth --------------------------------
+
+
+@pytest.mark.parametrize("how", ["reset", "delete"])
+async def test_at_least_once_restart_honours_a_checkpoint_reset(
+    store: EventStore, how: str
+) -> None:
+    projection = StoreReadingAtLeastOnce(store)
+    await save_ticks(store, 6)
+    runner = ProjectionRunner(store, projection, subscription_id=f"restart-{how}")
+    checkpoints = runner.checkpoints
+    async with runner:
+        await runner.wait_for_position(6, timeout=HANG)
+    assert await checkpoints.get(runner.checkpoint_id) == 6
+    if how == "reset":
+        await checkpoints.reset(runner.checkpoint_id, 2)
+    else:
+        await checkpoints.delete(runner.checkpoint_id)
+    first_again = 3 if how == "reset" else 1
+    async with runner:
+        await runner.wait_for_position(6, timeout=HANG)
+        assert runner.stats().processed_position == 6
+    assert projection.handled == [*range(1, 7), *range(first_again, 7)]
+    assert await checkpoints.get(runner.checkpoint_id) == 6
+
+
+async def test_at_least_once_stop_does_not_write_back_over_a_reset(store: EventStore) -> None:
+    projection = StoreReadingAtLeastOnce(store)
+    await save_ticks(store, 6)
+    runner = ProjectionRunner(
+        store,
+        projection,
+        subscription_id="reset-while-running",
+        checkpoint_interval=3600,
+        checkpoint_every=1000,
+    )
+    checkpoints = runner.checkpoints
+    async with runner:
+        await runner.wait_for_position(6, timeout=HANG)
+    assert await checkpoints.get(runner.checkpoint_id) == 6
+    async with runner:
+        await save_ticks(store, 4, prefix="more")
+        await runner.wait_for_position(10, timeout=HANG)  # handled, not checkpointed yet
+        await checkpoints.reset(runner.checkpoint_id, 0)  # an operator asks for a rebuild
+    # The clean stop did not write position 10 back over the reset.
+    assert await checkpoints.get(runner.checkpoint_id) == 0
+    async with runner:
+        await runner.wait_for_position(10, timeout=HANG)
+    assert projection.handled == [*range(1, 11), *range(1, 11)]
+    assert await checkpoints.get(runner.checkpoint_id) == 10

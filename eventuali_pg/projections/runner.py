@@ -246,6 +246,8 @@ class ProjectionRunner:
         await self._store.attach_streamer(streamer)
         self._streamer = streamer
         self._stopping = False
+        # Known again once the session has read the stored checkpoint.
+        self._processed = self._committed = 0
         self._task = asyncio.create_task(
             self._supervise(streamer), name=f"eventuali_pg projection {self._checkpoint_id}"
         )
@@ -415,10 +417,9 @@ class ProjectionRunner:
             await close_connection(connection)
 
     async def _follow(self, streamer: EventStreamer, stored: int) -> None:
-        self._committed = stored
-        # At-least-once: what this runner handled but did not checkpoint is not handled again.
-        start = stored if self._exactly_once else max(stored, self._processed)
-        self._processed = start
+        # The stored checkpoint is the truth, also for at-least-once: someone may have reset or
+        # deleted it since this runner last processed anything.
+        start = self._committed = self._processed = stored
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
         receiver = await streamer.subscribe(
@@ -616,14 +617,17 @@ class ProjectionRunner:
             self._progress.notify_all()
 
     async def _flush(self) -> None:
-        """Write the checkpoint of everything processed (at-least-once, and skipped events)."""
+        """Write the checkpoint of everything processed (at-least-once, and skipped events).
+
+        Fenced in both modes: when the stored checkpoint is no longer the one this runner
+        wrote (reset, deleted, or moved by another consumer) it raises CheckpointError instead
+        of writing over it, and the session resumes from the stored one.
+        """
         position = self._processed
         if position > self._committed:
             async with database_step():
                 await self._checkpoints.advance(
-                    self._checkpoint_id,
-                    position,
-                    expected=self._committed if self._exactly_once else None,
+                    self._checkpoint_id, position, expected=self._committed
                 )
             self._committed = position
         self._since_checkpoint = 0
