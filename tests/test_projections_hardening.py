@@ -17,13 +17,17 @@ from helpers.projection_hardening import (
     HANG,
     FailingAtLeastOnce,
     FailingExactlyOnce,
+    HardNotebook,
+    HardTicker,
     cancelled_inner_task,
+    save_notes,
     save_poison,
     save_ticks,
 )
 
 from eventuali_pg import Event, EventStore
 from eventuali_pg.projections import (
+    CheckpointStore,
     DeadLetterQueue,
     Projection,
     ProjectionRunner,
@@ -405,3 +409,51 @@ async def test_at_least_once_stop_does_not_write_back_over_a_reset(store: EventS
         await runner.wait_for_position(10, timeout=HANG)
     assert projection.handled == [*range(1, 11), *range(1, 11)]
     assert await checkpoints.get(runner.checkpoint_id) == 10
+
+
+# -- item 5: a filtered checkpoint moves over the events its filter skips -----------------------
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize("filtered_by", ["aggregate_type", "event_type"])
+async def test_filtered_checkpoint_moves_past_skipped_events(
+    store: EventStore, mode: str, filtered_by: str
+) -> None:
+    projection: StoreReadingExactlyOnce | StoreReadingAtLeastOnce = (
+        StoreReadingExactlyOnce(store) if mode == "exactly_once" else StoreReadingAtLeastOnce(store)
+    )
+    await save_ticks(store, 3)
+    await save_notes(store, 5)  # caught up from the table
+    filters = (
+        {"aggregate_type_filter": "projh.Ticker"}
+        if filtered_by == "aggregate_type"
+        else {"event_type_filter": "projh.Ticked"}
+    )
+    runner = ProjectionRunner(
+        store, projection, subscription_id=f"filtered-{mode}-{filtered_by}", **filters
+    )
+    checkpoints = runner.checkpoints
+    async with runner:
+        await runner.wait_for_position(8, timeout=HANG)
+        await _checkpoint_reaches(checkpoints, runner.checkpoint_id, 8)
+        await save_ticks(store, 2, prefix="live")
+        await save_notes(store, 4, prefix="live-notes")  # skipped live
+        await runner.wait_for_position(14, timeout=HANG)
+        await _checkpoint_reaches(checkpoints, runner.checkpoint_id, 14)
+        # One transaction: a matching event, then skipped ones published right behind it.
+        ticker, book = HardTicker(id="mixed-t"), HardNotebook(id="mixed-n")
+        ticker.tick()
+        book.note("a")
+        book.note("b")
+        await store.save_all([ticker, book])
+        await runner.wait_for_position(17, timeout=HANG)
+        await _checkpoint_reaches(checkpoints, runner.checkpoint_id, 17)
+        assert runner.stats().processed_position == 17
+    assert projection.handled == [1, 2, 3, 9, 10, 15]
+    assert await checkpoints.get(runner.checkpoint_id) == 17
+
+
+async def _checkpoint_reaches(checkpoints: CheckpointStore, checkpoint_id: str, at: int) -> None:
+    async with asyncio.timeout(HANG):
+        while await checkpoints.get(checkpoint_id) != at:  # noqa: ASYNC110 (database)
+            await asyncio.sleep(0.02)

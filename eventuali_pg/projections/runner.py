@@ -34,6 +34,7 @@ from .._tasks import cancel_and_wait
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
 from ..models import Event
 from ..stream.backoff import Backoff
+from ..stream.receiver import EventStreamReceiver
 from ..stream.stream_event import StreamEvent
 from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
@@ -58,6 +59,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eventuali_pg.projections")
 
 Mode = Literal["exactly_once", "at_least_once"]
+
+#: How often an idle filtered runner looks how far its receiver has examined the stream (in
+#: memory; the receiver does not signal events its filters skip).
+SKIP_POLL_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -143,11 +148,12 @@ class ProjectionRunner:
         if not isinstance(single_active, bool):
             raise ConfigurationError(f"single_active must be True or False, got {single_active!r}")
         # Validates the filters now rather than at the first subscribe.
-        Subscription(
+        probe = Subscription(
             id=subscription_id,
             aggregate_type_filter=aggregate_type_filter,
             event_type_filter=event_type_filter,
         )
+        self._filtered = probe.aggregate_types is not None or probe.event_types is not None
         self._store = store
         self._projection = projection
         self._subscription_id = subscription_id
@@ -182,6 +188,8 @@ class ProjectionRunner:
         self._streamer: EventStreamer | None = None
         # Exactly-once: the session's own connection for the batch transactions.
         self._connection: Any = None
+        # True while the reader waits on the receiver, holding no event.
+        self._reader_waiting = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
@@ -435,7 +443,7 @@ class ProjectionRunner:
         try:
             parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
                 ("reader", self._read(receiver, queue)),
-                ("processor", self._process(queue)),
+                ("processor", self._process(queue, receiver, streamer)),
             ]
             if self._lease is not None:
                 parts.append(("lease", self._lease.watch()))
@@ -443,22 +451,30 @@ class ProjectionRunner:
         finally:
             await receiver.close()
 
-    async def _read(self, receiver: Any, queue: asyncio.Queue[StreamEvent]) -> None:
-        async for item in receiver:
+    async def _read(
+        self, receiver: EventStreamReceiver, queue: asyncio.Queue[StreamEvent]
+    ) -> None:
+        while True:
+            self._reader_waiting = True
+            try:
+                item = await anext(receiver)
+            except StopAsyncIteration:
+                return
+            finally:
+                self._reader_waiting = False
             await queue.put(item)
 
-    async def _process(self, queue: asyncio.Queue[StreamEvent]) -> None:
+    async def _process(
+        self,
+        queue: asyncio.Queue[StreamEvent],
+        receiver: EventStreamReceiver,
+        streamer: EventStreamer,
+    ) -> None:
         while True:
             if self._stopping:
                 return
             try:
-                if self._processed > self._committed:
-                    remaining = self._checkpoint_interval - (
-                        time.monotonic() - self._checkpointed_at
-                    )
-                    async with asyncio.timeout(max(remaining, 0.0)):
-                        first = await queue.get()
-                else:
+                async with asyncio.timeout(self._idle_timeout()):
                     first = await queue.get()
             except TimeoutError:
                 first = None
@@ -467,7 +483,9 @@ class ProjectionRunner:
             self._idle.clear()
             try:
                 if first is None:
-                    await self._flush()
+                    await self._skip_filtered(queue, receiver, streamer)
+                    if self._checkpoint_due():
+                        await self._flush()
                     continue
                 batch = [first]
                 while len(batch) < self._batch_size:
@@ -476,8 +494,46 @@ class ProjectionRunner:
                     except asyncio.QueueEmpty:
                         break
                 await self._handle(batch)
+                await self._skip_filtered(queue, receiver, streamer)
             finally:
                 self._idle.set()
+
+    def _idle_timeout(self) -> float | None:
+        """Seconds to wait for the next event before looking at the checkpoint again."""
+        timeouts: list[float] = []
+        if self._processed > self._committed:
+            elapsed = time.monotonic() - self._checkpointed_at
+            timeouts.append(max(self._checkpoint_interval - elapsed, 0.0))
+        if self._filtered:
+            timeouts.append(SKIP_POLL_INTERVAL)
+        return min(timeouts, default=None)
+
+    def _checkpoint_due(self) -> bool:
+        return (
+            self._processed > self._committed
+            and time.monotonic() - self._checkpointed_at >= self._checkpoint_interval
+        )
+
+    async def _skip_filtered(
+        self,
+        queue: asyncio.Queue[StreamEvent],
+        receiver: EventStreamReceiver,
+        streamer: EventStreamer,
+    ) -> None:
+        """Count the events the filters skipped as processed, up to where the receiver has
+        examined the stream; the checkpoint follows at the next write (a batch's transaction,
+        or after ``checkpoint_interval``), never one write per skipped event."""
+        if not self._filtered:
+            return
+        head = await streamer.get_global_position()
+        if not self._reader_waiting or not queue.empty():
+            return  # an event the receiver delivered is not handled yet
+        stats = receiver.stats()
+        # Live with nothing buffered: every event up to the head was offered to the receiver,
+        # and every matching one was delivered and handled. Otherwise the receiver's lag says
+        # how far it has examined the stream, filtered-out events included.
+        live_and_empty = stats.live and stats.buffer_depth == 0
+        await self._advanced(head if live_and_empty else head - stats.lag)
 
     # -- handling -----------------------------------------------------------------------------
 
