@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from helpers.projection_domain import create_read_model
 from helpers.projection_hardening import (
     FAST_RETRIES,
     HANG,
@@ -24,14 +25,18 @@ from helpers.projection_hardening import (
     save_poison,
     save_ticks,
 )
+from helpers.projection_process import fetchval
 
-from eventuali_pg import Event, EventStore
+from eventuali_pg import ConfigurationError, Event, EventStore, InvalidInputError
 from eventuali_pg.projections import (
     CheckpointStore,
+    ConsumerGroup,
     DeadLetterQueue,
     Projection,
     ProjectionRunner,
     TransactionalProjection,
+    member_for,
+    reset_group,
 )
 
 
@@ -457,3 +462,92 @@ async def _checkpoint_reaches(checkpoints: CheckpointStore, checkpoint_id: str, 
     async with asyncio.timeout(HANG):
         while await checkpoints.get(checkpoint_id) != at:  # noqa: ASYNC110 (database)
             await asyncio.sleep(0.02)
+
+
+# -- item 7: a consumer group is rebuilt as a whole ----------------------------------------------
+
+
+class GroupReadModel(TransactionalProjection):
+    """Exactly-once: one row per event in proj_applied (the members share the table)."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    async def handle_event(self, event: Event, connection: Any) -> None:
+        await connection.execute(
+            "INSERT INTO public.proj_applied (position, aggregate_id, version, worker) "
+            "VALUES ($1, $2, $3, $4)",
+            event.global_position,
+            event.aggregate_id,
+            event.aggregate_version,
+            self.worker,
+        )
+
+    async def reset(self, connection: Any) -> None:
+        await connection.execute("TRUNCATE public.proj_applied")
+
+
+async def test_group_member_reset_is_refused_and_the_group_resets_as_a_whole(
+    store: EventStore, dsn: str
+) -> None:
+    await create_read_model(dsn)
+    await save_ticks(store, 12)
+    poison = await save_poison(store)
+    head = await store.get_global_position()
+
+    def member(i: int) -> ProjectionRunner:
+        return ProjectionRunner(
+            store,
+            GroupReadModel(f"m{i}"),
+            subscription_id="grp",
+            group=ConsumerGroup(size=2, member=i),
+            **FAST_RETRIES,
+        )
+
+    members = [member(0), member(1)]
+    for runner in members:
+        await runner.start()
+    try:
+        for runner in members:
+            await runner.wait_for_position(head, timeout=HANG)
+        rows = await fetchval(dsn, "SELECT count(*) FROM public.proj_applied")
+        assert rows == head
+        with pytest.raises(ConfigurationError, match="reset_group"):
+            await members[0].reset()
+        # Refused before anything happened: still running, nothing rewound or emptied.
+        assert members[0].running
+        assert await fetchval(dsn, "SELECT count(*) FROM public.proj_applied") == head
+    finally:
+        for runner in members:
+            await runner.stop()
+    owner = members[member_for("poison-1", 2)]
+    assert await owner.dead_letters() == []  # the poison event was fine for this read model
+
+    # Park one event by hand, then rebuild the whole group: every member's checkpoint, the
+    # group's dead letters and the read model go in one transaction.
+    await _park_by_hand(store, "grp", [poison])
+    await reset_group(store, GroupReadModel("reset"), subscription_id="grp", size=2)
+    for runner in members:
+        assert await runner.checkpoints.get(runner.checkpoint_id) == 0
+    assert await DeadLetterQueue(store).count("grp") == 0
+    assert await fetchval(dsn, "SELECT count(*) FROM public.proj_applied") == 0
+
+    for runner in members:
+        await runner.start()
+    try:
+        for runner in members:
+            await runner.wait_for_position(head, timeout=HANG)
+    finally:
+        for runner in members:
+            await runner.stop()
+    assert await fetchval(dsn, "SELECT count(*) FROM public.proj_applied") == head
+
+
+async def test_reset_group_checks_its_arguments(store: EventStore) -> None:
+    projection = GroupReadModel("x")
+    with pytest.raises(InvalidInputError):
+        await reset_group(store, projection, subscription_id="", size=2)
+    with pytest.raises(InvalidInputError):
+        await reset_group(store, projection, subscription_id="grp", size=0)
+    with pytest.raises(InvalidInputError):
+        await reset_group(store, object(), subscription_id="grp", size=2)  # type: ignore[arg-type]

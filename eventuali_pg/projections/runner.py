@@ -45,13 +45,13 @@ from ._db import (
     close_connection,
     database_step,
     open_connection,
-    own_connection,
 )
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup
 from .leases import AdvisoryLease, LeaseLost
 from .projection import AnyProjection, Projection, TransactionalProjection
+from .rebuild import rewind
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
@@ -315,28 +315,26 @@ class ProjectionRunner:
     async def reset(self) -> None:
         """Rebuild from position 0: stop if running, call the projection's ``reset`` (for a
         TransactionalProjection in the transaction that also rewinds the checkpoint and drops
-        this runner's parked events), then start again if it was running."""
+        this subscription's parked events), then start again if it was running.
+
+        A consumer-group member refuses with :class:`ConfigurationError`: the members share
+        one read model, so the group is rebuilt as a whole with :func:`reset_group`.
+        """
+        group = self._group
+        if group is not None:
+            raise ConfigurationError(
+                f"projection runner {self._checkpoint_id!r} is member {group.member} of a "
+                f"consumer group of {group.size}: resetting one member would empty the read "
+                "model the others share while only its own checkpoint rewinds. Stop every "
+                "member (in every process), call eventuali_pg.projections.reset_group(store, "
+                f"projection, subscription_id={self._subscription_id!r}, size={group.size}), "
+                "then start the members again"
+            )
         was_running = self.running
         await self.stop()
-        if isinstance(self._projection, Projection):
-            await self._projection.reset()
-        async with own_connection(self._store) as conn, conn.transaction():
-            if isinstance(self._projection, TransactionalProjection):
-                await self._projection.reset(conn)
-            await self._checkpoints.reset(self._checkpoint_id, 0, connection=conn)
-            if self._group is None:
-                await self._dead_letters.discard_all(self._subscription_id, connection=conn)
-            else:
-                for letter in await self._dead_letters.list(self._subscription_id, limit=None):
-                    if self._group.owns(letter.aggregate_id):
-                        await conn.execute(
-                            self._dead_letters._sql.dead_letter_delete,
-                            self._subscription_id,
-                            letter.global_position,
-                        )
+        await rewind(self._store, self._projection, self._subscription_id, [self._checkpoint_id])
         self._processed = self._committed = 0
         self._since_checkpoint = 0
-        logger.info("projection %r reset to position 0", self._checkpoint_id)
         if was_running:
             await self.start()
 
