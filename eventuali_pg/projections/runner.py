@@ -403,8 +403,7 @@ class ProjectionRunner:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 if self._store.closed:
                     return
-                else:
-                    logger.exception("projection %r failed; resuming", self._checkpoint_id)
+                logger.exception("projection %r failed; resuming", self._checkpoint_id)
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self._active = False
