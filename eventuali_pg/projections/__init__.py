@@ -6,6 +6,7 @@ from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup, member_for
 from .leases import AdvisoryLease
 from .projection import Projection, TransactionalProjection
+from .rebuild import reset_group
 from .runner import ProjectionRunner, ProjectionStats
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "ProjectionStats",
     "TransactionalProjection",
     "member_for",
+    "reset_group",
 ]

@@ -98,9 +98,10 @@ class CheckpointStore:
                 return
             raise CheckpointError(
                 f"checkpoint {subscription_id!r} was expected at position {expected} but is at "
-                f"{current}: another consumer processed this subscription meanwhile. Run one "
-                "consumer per subscription id (single_active=True hands it over safely); this "
-                "consumer must resume from the stored checkpoint"
+                f"{current}: another consumer processed this subscription meanwhile, or the "
+                "checkpoint was reset or deleted. Run one consumer per subscription id "
+                "(single_active=True hands it over safely); this consumer must resume from the "
+                "stored checkpoint"
             )
 
     async def reset(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback as tb
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidInputError
 from ..models import Event, event_class_for
 from ..store.validation import check_limit, check_position
-from ._db import using
+from ._db import own_connection, using
 from .checkpoints import check_subscription_id
 from .projection import AnyProjection, TransactionalProjection
 from .sql import ProjectionSql, projection_sql
@@ -52,9 +53,24 @@ class DeadLetter:
         return cls.model_validate(self.event)
 
 
+# PostgreSQL text holds neither NUL nor a UTF-16 surrogate (a str can hold both).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` with every NUL character and lone surrogate replaced by U+FFFD, which
+    PostgreSQL text can store (a handler's error message may contain anything)."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(``"Type: message"``, formatted traceback) of an exception."""
-    return f"{type(exc).__qualname__}: {exc}", "".join(tb.format_exception(exc))
+    """(``"Type: message"``, formatted traceback) of an exception, storable as text."""
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails is still parked
+        message = "<str() of the exception failed>"
+    trace = "".join(tb.format_exception(exc))
+    return storable_text(f"{type(exc).__qualname__}: {message}"), storable_text(trace)
 
 
 class DeadLetterQueue:
@@ -156,10 +172,16 @@ class DeadLetterQueue:
         again, the row keeps the event with the new error and one more attempt, and False is
         returned. Raises :class:`InvalidInputError` when no such event is parked. The event is
         handled after later events of its aggregate: a retried event is out of order.
+
+        The letter's row lock (two retries of one event take turns) and the transaction are
+        held on a connection of its own, not a pooled one, so the handler may use the store.
         """
         check_subscription_id(subscription_id)
         check_position(position)
-        async with self._store.connection() as conn:
+        # Read before taking the connection: nothing may wait for a pooled connection while
+        # holding one. Stored events never change, so reading first is safe.
+        stored = await self._store.load_events_from_position(position - 1, 1)
+        async with own_connection(self._store) as conn:
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
@@ -167,7 +189,10 @@ class DeadLetterQueue:
                     )
                     if row is None:
                         raise _NotParked
-                    event = await self._event_of(_dead_letter(row))
+                    if stored and stored[0].global_position == position:
+                        event = stored[0]
+                    else:
+                        event = _dead_letter(row).to_event()
                     if isinstance(projection, TransactionalProjection):
                         await projection.handle_event(event, conn)
                     else:
@@ -194,12 +219,6 @@ class DeadLetterQueue:
                 return False
         logger.info("parked event %d of subscription %r handled", position, subscription_id)
         return True
-
-    async def _event_of(self, letter: DeadLetter) -> Event:
-        events = await self._store.load_events_from_position(letter.global_position - 1, 1)
-        if events and events[0].global_position == letter.global_position:
-            return events[0]
-        return letter.to_event()
 
 
 class _NotParked(Exception):

@@ -4,7 +4,8 @@ Member ``i`` of a group of ``N`` handles exactly the events whose aggregate id h
 ``zlib.crc32(aggregate_id.encode("utf-8")) % N`` (CRC-32, the IEEE polynomial used by zlib,
 gzip and PNG; the same in every process, language and Python version, unlike ``hash()``).
 Every event of an aggregate therefore goes to one member, which handles them in global order.
-Each member keeps its own checkpoint, ``"<subscription id>#<member>/<size>"``.
+Each member keeps its own checkpoint, ``"<subscription id>#<member>/<size>"``. A group is
+rebuilt as a whole, with :func:`~eventuali_pg.projections.reset_group`.
 """
 
 from __future__ import annotations
@@ -47,3 +48,10 @@ class ConsumerGroup:
     def checkpoint_id(self, subscription_id: str) -> str:
         """This member's checkpoint id within subscription ``subscription_id``."""
         return f"{subscription_id}#{self.member}/{self.size}"
+
+    def group_checkpoint_ids(self, subscription_id: str) -> list[str]:
+        """The checkpoint ids of every member of this group (this one included)."""
+        return [
+            ConsumerGroup(size=self.size, member=member).checkpoint_id(subscription_id)
+            for member in range(self.size)
+        ]

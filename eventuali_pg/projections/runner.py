@@ -10,9 +10,13 @@ the live feed). Events go through a small queue to the processing loop, in batch
   ``checkpoint_every`` events, every ``checkpoint_interval`` seconds, and at a clean stop.
 
 A failing batch is handled again one event at a time; a failing event is retried with backoff
-up to ``max_attempts`` times, then parked in the dead-letter table, and processing goes on. A
-lost connection, a lost lease or a moved checkpoint ends the session: the runner resumes from
-the stored checkpoint (after acquiring the lease again in ``single_active`` mode).
+up to ``max_attempts`` times, then parked in the dead-letter table, and processing goes on.
+Whatever the handler raises (``OSError``, ``TimeoutError``, ``CancelledError``, a database
+error of its own) is a handler failure; only a failure of the runner's own database work (its
+connection, transaction, checkpoint or dead-letter writes, or the exactly-once connection found
+dead after the handler) is a database failure. That, a lost lease or a moved checkpoint ends
+the session: the runner resumes from the stored checkpoint (after acquiring the lease again in
+``single_active`` mode).
 """
 
 from __future__ import annotations
@@ -30,15 +34,24 @@ from .._tasks import cancel_and_wait
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
 from ..models import Event
 from ..stream.backoff import Backoff
+from ..stream.receiver import EventStreamReceiver
 from ..stream.stream_event import StreamEvent
 from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
-from ._db import is_connection_error
+from ._db import (
+    DatabaseFailure,
+    HandlerFailure,
+    cancelling,
+    close_connection,
+    database_step,
+    open_connection,
+)
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup
 from .leases import AdvisoryLease, LeaseLost
 from .projection import AnyProjection, Projection, TransactionalProjection
+from .rebuild import rewind
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
@@ -46,6 +59,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eventuali_pg.projections")
 
 Mode = Literal["exactly_once", "at_least_once"]
+
+#: How often an idle filtered runner looks how far its receiver has examined the stream (in
+#: memory; the receiver does not signal events its filters skip).
+SKIP_POLL_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -131,11 +148,12 @@ class ProjectionRunner:
         if not isinstance(single_active, bool):
             raise ConfigurationError(f"single_active must be True or False, got {single_active!r}")
         # Validates the filters now rather than at the first subscribe.
-        Subscription(
+        probe = Subscription(
             id=subscription_id,
             aggregate_type_filter=aggregate_type_filter,
             event_type_filter=event_type_filter,
         )
+        self._filtered = probe.aggregate_types is not None or probe.event_types is not None
         self._store = store
         self._projection = projection
         self._subscription_id = subscription_id
@@ -168,6 +186,10 @@ class ProjectionRunner:
         )
         projection._bind(self._checkpoints, self._checkpoint_id)
         self._streamer: EventStreamer | None = None
+        # Exactly-once: the session's own connection for the batch transactions.
+        self._connection: Any = None
+        # True while the reader waits on the receiver, holding no event.
+        self._reader_waiting = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
@@ -232,6 +254,8 @@ class ProjectionRunner:
         await self._store.attach_streamer(streamer)
         self._streamer = streamer
         self._stopping = False
+        # Known again once the session has read the stored checkpoint.
+        self._processed = self._committed = 0
         self._task = asyncio.create_task(
             self._supervise(streamer), name=f"eventuali_pg projection {self._checkpoint_id}"
         )
@@ -291,28 +315,26 @@ class ProjectionRunner:
     async def reset(self) -> None:
         """Rebuild from position 0: stop if running, call the projection's ``reset`` (for a
         TransactionalProjection in the transaction that also rewinds the checkpoint and drops
-        this runner's parked events), then start again if it was running."""
+        this subscription's parked events), then start again if it was running.
+
+        A consumer-group member refuses with :class:`ConfigurationError`: the members share
+        one read model, so the group is rebuilt as a whole with :func:`reset_group`.
+        """
+        group = self._group
+        if group is not None:
+            raise ConfigurationError(
+                f"projection runner {self._checkpoint_id!r} is member {group.member} of a "
+                f"consumer group of {group.size}: resetting one member would empty the read "
+                "model the others share while only its own checkpoint rewinds. Stop every "
+                "member (in every process), call eventuali_pg.projections.reset_group(store, "
+                f"projection, subscription_id={self._subscription_id!r}, size={group.size}), "
+                "then start the members again"
+            )
         was_running = self.running
         await self.stop()
-        async with self._store.connection() as conn, conn.transaction():
-            if isinstance(self._projection, TransactionalProjection):
-                await self._projection.reset(conn)
-            else:
-                await self._projection.reset()
-            await self._checkpoints.reset(self._checkpoint_id, 0, connection=conn)
-            if self._group is None:
-                await self._dead_letters.discard_all(self._subscription_id, connection=conn)
-            else:
-                for letter in await self._dead_letters.list(self._subscription_id, limit=None):
-                    if self._group.owns(letter.aggregate_id):
-                        await conn.execute(
-                            self._dead_letters._sql.dead_letter_delete,
-                            self._subscription_id,
-                            letter.global_position,
-                        )
+        await rewind(self._store, self._projection, self._subscription_id, [self._checkpoint_id])
         self._processed = self._committed = 0
         self._since_checkpoint = 0
-        logger.info("projection %r reset to position 0", self._checkpoint_id)
         if was_running:
             await self.start()
 
@@ -367,18 +389,21 @@ class ProjectionRunner:
                 self._last_error = str(exc)
                 logger.warning("projection %r: %s; resuming", self._checkpoint_id, exc)
                 await asyncio.sleep(backoff.next_delay())
+            except DatabaseFailure as exc:
+                self._last_error = str(exc)
+                if self._store.closed:
+                    return
+                logger.warning(
+                    "projection %r: database failure (%s); resuming from the checkpoint",
+                    self._checkpoint_id,
+                    exc,
+                )
+                await asyncio.sleep(backoff.next_delay())
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 if self._store.closed:
                     return
-                if is_connection_error(exc):
-                    logger.warning(
-                        "projection %r: database connection lost (%s); resuming",
-                        self._checkpoint_id,
-                        exc,
-                    )
-                else:
-                    logger.exception("projection %r failed; resuming", self._checkpoint_id)
+                logger.exception("projection %r failed; resuming", self._checkpoint_id)
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self._active = False
@@ -386,11 +411,20 @@ class ProjectionRunner:
                     await lease.release()
 
     async def _session(self, streamer: EventStreamer) -> None:
-        stored = await self._checkpoints.get(self._checkpoint_id) or 0
-        self._committed = stored
-        # At-least-once: what this runner handled but did not checkpoint is not handled again.
-        start = stored if self._exactly_once else max(stored, self._processed)
-        self._processed = start
+        async with database_step():
+            stored = await self._checkpoints.get(self._checkpoint_id) or 0
+            if self._exactly_once:
+                self._connection = await open_connection(self._store)
+        try:
+            await self._follow(streamer, stored)
+        finally:
+            connection, self._connection = self._connection, None
+            await close_connection(connection)
+
+    async def _follow(self, streamer: EventStreamer, stored: int) -> None:
+        # The stored checkpoint is the truth, also for at-least-once: someone may have reset or
+        # deleted it since this runner last processed anything.
+        start = self._committed = self._processed = stored
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
         receiver = await streamer.subscribe(
@@ -406,7 +440,7 @@ class ProjectionRunner:
         try:
             parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
                 ("reader", self._read(receiver, queue)),
-                ("processor", self._process(queue)),
+                ("processor", self._process(queue, receiver, streamer)),
             ]
             if self._lease is not None:
                 parts.append(("lease", self._lease.watch()))
@@ -414,22 +448,30 @@ class ProjectionRunner:
         finally:
             await receiver.close()
 
-    async def _read(self, receiver: Any, queue: asyncio.Queue[StreamEvent]) -> None:
-        async for item in receiver:
+    async def _read(
+        self, receiver: EventStreamReceiver, queue: asyncio.Queue[StreamEvent]
+    ) -> None:
+        while True:
+            self._reader_waiting = True
+            try:
+                item = await anext(receiver)
+            except StopAsyncIteration:
+                return
+            finally:
+                self._reader_waiting = False
             await queue.put(item)
 
-    async def _process(self, queue: asyncio.Queue[StreamEvent]) -> None:
+    async def _process(
+        self,
+        queue: asyncio.Queue[StreamEvent],
+        receiver: EventStreamReceiver,
+        streamer: EventStreamer,
+    ) -> None:
         while True:
             if self._stopping:
                 return
             try:
-                if self._processed > self._committed:
-                    remaining = self._checkpoint_interval - (
-                        time.monotonic() - self._checkpointed_at
-                    )
-                    async with asyncio.timeout(max(remaining, 0.0)):
-                        first = await queue.get()
-                else:
+                async with asyncio.timeout(self._idle_timeout()):
                     first = await queue.get()
             except TimeoutError:
                 first = None
@@ -438,7 +480,9 @@ class ProjectionRunner:
             self._idle.clear()
             try:
                 if first is None:
-                    await self._flush()
+                    await self._skip_filtered(queue, receiver, streamer)
+                    if self._checkpoint_due():
+                        await self._flush()
                     continue
                 batch = [first]
                 while len(batch) < self._batch_size:
@@ -447,8 +491,46 @@ class ProjectionRunner:
                     except asyncio.QueueEmpty:
                         break
                 await self._handle(batch)
+                await self._skip_filtered(queue, receiver, streamer)
             finally:
                 self._idle.set()
+
+    def _idle_timeout(self) -> float | None:
+        """Seconds to wait for the next event before looking at the checkpoint again."""
+        timeouts: list[float] = []
+        if self._processed > self._committed:
+            elapsed = time.monotonic() - self._checkpointed_at
+            timeouts.append(max(self._checkpoint_interval - elapsed, 0.0))
+        if self._filtered:
+            timeouts.append(SKIP_POLL_INTERVAL)
+        return min(timeouts, default=None)
+
+    def _checkpoint_due(self) -> bool:
+        return (
+            self._processed > self._committed
+            and time.monotonic() - self._checkpointed_at >= self._checkpoint_interval
+        )
+
+    async def _skip_filtered(
+        self,
+        queue: asyncio.Queue[StreamEvent],
+        receiver: EventStreamReceiver,
+        streamer: EventStreamer,
+    ) -> None:
+        """Count the events the filters skipped as processed, up to where the receiver has
+        examined the stream; the checkpoint follows at the next write (a batch's transaction,
+        or after ``checkpoint_interval``), never one write per skipped event."""
+        if not self._filtered:
+            return
+        head = await streamer.get_global_position()
+        if not self._reader_waiting or not queue.empty():
+            return  # an event the receiver delivered is not handled yet
+        stats = receiver.stats()
+        # Live with nothing buffered: every event up to the head was offered to the receiver,
+        # and every matching one was delivered and handled. Otherwise the receiver's lag says
+        # how far it has examined the stream, filtered-out events included.
+        live_and_empty = stats.live and stats.buffer_depth == 0
+        await self._advanced(head if live_and_empty else head - stats.lag)
 
     # -- handling -----------------------------------------------------------------------------
 
@@ -463,15 +545,11 @@ class ProjectionRunner:
         last = batch[-1].global_position
         mine = self._mine(batch)
         if mine:
-            first_error: Exception | None = None
+            first_error: BaseException | None = None
             try:
                 await self._apply([item.event for item in mine], last)
-            except CheckpointError:
-                raise
-            except Exception as exc:
-                if is_connection_error(exc):
-                    raise
-                first_error = exc
+            except HandlerFailure as failure:
+                first_error = failure.cause
             if first_error is not None:
                 await self._one_by_one(batch, first_error if len(mine) == 1 else None)
         await self._advanced(last)
@@ -487,31 +565,46 @@ class ProjectionRunner:
             await self._flush()
 
     async def _apply(self, events: list[Event], last: int, *, single: bool = False) -> None:
-        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``."""
-        projection = self._projection
-        if isinstance(projection, TransactionalProjection):
-            async with self._store.connection() as conn:
-                try:
-                    async with conn.transaction():
-                        await self._checkpoints.advance(
-                            self._checkpoint_id, last, expected=self._committed, connection=conn
-                        )
-                        if single:
-                            await projection.handle_event(events[0], conn)
-                        else:
-                            await projection.handle_batch(events, conn)
-                except Exception as exc:
-                    if is_connection_error(exc, conn):
-                        raise ConnectionError(f"connection lost while handling: {exc}") from exc
-                    raise
+        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``.
+
+        Raises :class:`HandlerFailure` when the handler raised, :class:`DatabaseFailure` when
+        the runner's own database work failed (or the connection died under the handler).
+        """
+        if self._exactly_once:
+            conn = self._connection
+            async with database_step(), conn.transaction():
+                await self._checkpoints.advance(
+                    self._checkpoint_id, last, expected=self._committed, connection=conn
+                )
+                await self._call_handler(events, single, conn)
             self._committed = last
-        elif single:
-            await projection.handle_event(events[0])
         else:
-            await projection.handle_batch(events)
+            await self._call_handler(events, single, None)
         self._handled += len(events)
 
-    async def _one_by_one(self, batch: list[StreamEvent], first_error: Exception | None) -> None:
+    async def _call_handler(self, events: list[Event], single: bool, conn: Any) -> None:
+        """The handler's call, where whatever it raises becomes a :class:`HandlerFailure`."""
+        projection = self._projection
+        try:
+            if isinstance(projection, TransactionalProjection):
+                if single:
+                    await projection.handle_event(events[0], conn)
+                else:
+                    await projection.handle_batch(events, conn)
+            elif single:
+                await projection.handle_event(events[0])
+            else:
+                await projection.handle_batch(events)
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and cancelling():
+                raise  # the runner is stopping; the handler merely was interrupted
+            if conn is not None and conn.is_closed():
+                raise DatabaseFailure(exc) from exc
+            raise HandlerFailure(exc) from exc
+
+    async def _one_by_one(
+        self, batch: list[StreamEvent], first_error: BaseException | None
+    ) -> None:
         group = self._group
         for item in batch:
             if group is not None and not group.owns(item.event.aggregate_id):
@@ -519,7 +612,7 @@ class ProjectionRunner:
             await self._attempt(item, first_error)
             await self._advanced(item.global_position)
 
-    async def _attempt(self, item: StreamEvent, first_error: Exception | None) -> None:
+    async def _attempt(self, item: StreamEvent, first_error: BaseException | None) -> None:
         backoff = Backoff(initial=self._retry_delay, maximum=self._max_retry_delay)
         attempts = 0
         error = first_error
@@ -547,16 +640,13 @@ class ProjectionRunner:
             try:
                 await self._apply([item.event], item.global_position, single=True)
                 return
-            except CheckpointError:
-                raise
-            except Exception as exc:
-                if is_connection_error(exc):
-                    raise
-                error = exc
+            except HandlerFailure as failure:
+                error = failure.cause
 
-    async def _park(self, item: StreamEvent, error: Exception, attempts: int) -> None:
+    async def _park(self, item: StreamEvent, error: BaseException, attempts: int) -> None:
         if self._exactly_once:
-            async with self._store.connection() as conn, conn.transaction():
+            conn = self._connection
+            async with database_step(), conn.transaction():
                 await self._checkpoints.advance(
                     self._checkpoint_id,
                     item.global_position,
@@ -568,7 +658,8 @@ class ProjectionRunner:
                 )
             self._committed = item.global_position
         else:
-            await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
+            async with database_step():
+                await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
         self._parked += 1
 
     async def _advanced(self, position: int) -> None:
@@ -579,14 +670,18 @@ class ProjectionRunner:
             self._progress.notify_all()
 
     async def _flush(self) -> None:
-        """Write the checkpoint of everything processed (at-least-once, and skipped events)."""
+        """Write the checkpoint of everything processed (at-least-once, and skipped events).
+
+        Fenced in both modes: when the stored checkpoint is no longer the one this runner
+        wrote (reset, deleted, or moved by another consumer) it raises CheckpointError instead
+        of writing over it, and the session resumes from the stored one.
+        """
         position = self._processed
         if position > self._committed:
-            await self._checkpoints.advance(
-                self._checkpoint_id,
-                position,
-                expected=self._committed if self._exactly_once else None,
-            )
+            async with database_step():
+                await self._checkpoints.advance(
+                    self._checkpoint_id, position, expected=self._committed
+                )
             self._committed = position
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
@@ -607,7 +702,9 @@ async def _run_together(owner: str, parts: list[tuple[str, Coroutine[Any, Any, N
         await asyncio.wait(tasks)
         errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
     for task in tasks:
-        if task in done and not task.cancelled():
+        if task in done:
+            if task.cancelled():  # by someone else: this function cancels only after the wait
+                raise RuntimeError(f"projection {owner}: task {task.get_name()!r} was cancelled")
             error = task.exception()
             if error is not None:
                 raise error
