@@ -6,7 +6,9 @@ A rolling deploy: a process still running the old code writes ``DriftTicked`` wi
 * live and catch-up receivers: the event as a generic ``Event`` with its stored data kept and
   ``event.decode_error`` (a :class:`DecodeError`) attached, in its place in the order;
 * ``load_events``: the same generic event; ``load()``: raises the :class:`DecodeError`, which
-  names the event type, its version and its position.
+  names the event type, its version and its position;
+* projections: the event is parked in the dead letters with that error at once (never retried,
+  never handed to the handler), and processing goes on.
 """
 
 from __future__ import annotations
@@ -15,10 +17,21 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from eventuali_pg import Aggregate, DecodeError, Event, EventStore, EventStreamer, Subscription
+from eventuali_pg import (
+    Aggregate,
+    DecodeError,
+    Event,
+    EventStore,
+    EventStreamer,
+    Projection,
+    ProjectionRunner,
+    Subscription,
+    TransactionalProjection,
+)
 
 WAIT = 30.0
 WRITER = Path(__file__).parent / "helpers" / "drift_writer.py"
@@ -99,3 +112,40 @@ async def test_load_names_the_event_that_no_longer_fits(dsn: str) -> None:
         with pytest.raises(DecodeError) as raised:
             await store.load(Gauge, "gauge-load")
         assert raised.value.global_position == 2 and raised.value.aggregate_id == "gauge-load"
+
+
+class Seen(TransactionalProjection):
+    """Records the types it handled, exactly once, through the runner's transaction."""
+
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+
+    async def handle_event(self, event: Event, connection: Any) -> None:
+        self.handled.append(event.event_type)
+
+
+class SeenAtLeastOnce(Projection):
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+
+    async def handle_event(self, event: Event) -> None:
+        self.handled.append(event.event_type)
+
+
+@pytest.mark.parametrize("mode", ["exactly_once", "at_least_once"])
+async def test_a_projection_parks_an_event_written_by_older_code_and_goes_on(
+    dsn: str, mode: str
+) -> None:
+    await run_old_writer(dsn, "gauge-projection")
+    async with await EventStore.create(dsn) as store:
+        projection = Seen() if mode == "exactly_once" else SeenAtLeastOnce()
+        runner = ProjectionRunner(store, projection, subscription_id=f"drift-{mode}")
+        async with runner:
+            await runner.wait_for_position(3, timeout=WAIT)
+        assert projection.handled == ["DriftOk", "DriftOk"]
+        (letter,) = await runner.dead_letters()
+        assert letter.global_position == 2 and letter.event_type == "DriftTicked"
+        assert letter.error.startswith("DecodeError:") and "n: Field required" in letter.error
+        assert letter.attempts == 0  # permanent: parked at once, never retried
+        assert runner.stats().retries == 0
+        assert await runner.retry_dead_letter(2) is False  # still undecodable

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 COMMAND = f"{PROG} dead-letters"
 
 
+def _generic_event(copy: dict[str, Any]) -> Any:
+    from ..models import Event
+
+    return Event.model_validate(copy)
+
+
 class ProjectionImportError(Exception):
     """``--projection`` names nothing importable that is (or builds) a projection."""
 
@@ -108,7 +114,8 @@ def letter_record(letter: DeadLetter) -> dict[str, Any]:
         "last_failed_at": letter.last_failed_at.isoformat(),
         "error": letter.error,
         "traceback": letter.traceback,
-        "event": event_record(letter.to_event()),
+        # the copy made when it was parked, shown as stored (generic: no class decodes it)
+        "event": event_record(_generic_event(letter.event)),
     }
 
 

@@ -8,8 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from .._db import close_or_terminate
 from ..errors import CheckpointError, StoreClosedError
-from ..store.connection import close_or_terminate, connect
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
@@ -61,7 +61,7 @@ async def open_connection(store: EventStore) -> Any:
     """
     if store.closed:
         raise StoreClosedError("the event store is closed; create a new one to go on")
-    return await connect(store.dsn)
+    return await store.connector.session()
 
 
 async def close_connection(connection: Any) -> None:

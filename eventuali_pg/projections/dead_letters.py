@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
-from ..models import Event, event_class_for
+from ..models import Event
 from ..store.validation import check_limit, check_position
 from ._db import own_connection, using
 from .checkpoints import check_subscription_id
@@ -47,10 +47,15 @@ class DeadLetter:
     parked_at: datetime
     last_failed_at: datetime
 
-    def to_event(self) -> Event:
-        """The event as stored when it was parked (an instance of its registered class)."""
-        cls = event_class_for(self.event_type) or Event
-        return cls.model_validate(self.event)
+    async def load_event(self, store: EventStore) -> Event:
+        """The parked event, read from the store (decoded as on every read path; ``event`` is
+        only a copy made when it was parked, for people to read)."""
+        stored = await store.load_events_from_position(self.global_position - 1, 1)
+        if not stored or stored[0].global_position != self.global_position:
+            raise InvalidInputError(
+                f"position {self.global_position} holds no stored event; discard the letter"
+            )
+        return stored[0]
 
 
 # PostgreSQL text holds neither NUL nor a UTF-16 surrogate (a str can hold both).
@@ -179,8 +184,11 @@ class DeadLetterQueue:
         check_subscription_id(subscription_id)
         check_position(position)
         # Read before taking the connection: nothing may wait for a pooled connection while
-        # holding one. Stored events never change, so reading first is safe.
+        # holding one. Stored events never change, so reading first is safe. The event is the
+        # stored row decoded by the store's mapper, as on every other read path; the letter's
+        # JSON copy is only for people reading the table.
         stored = await self._store.load_events_from_position(position - 1, 1)
+        event = stored[0] if stored and stored[0].global_position == position else None
         async with own_connection(self._store) as conn:
             try:
                 async with conn.transaction():
@@ -189,15 +197,19 @@ class DeadLetterQueue:
                     )
                     if row is None:
                         raise _NotParked
-                    if stored and stored[0].global_position == position:
-                        event = stored[0]
-                    else:
-                        event = _dead_letter(row).to_event()
+                    if event is None:
+                        raise _NotStored
+                    if event.decode_error is not None:
+                        raise event.decode_error
                     if isinstance(projection, TransactionalProjection):
                         await projection.handle_event(event, conn)
                     else:
                         await projection.handle_event(event)
                     await conn.execute(self._sql.dead_letter_delete, subscription_id, position)
+            except _NotStored:
+                raise InvalidInputError(
+                    f"position {position} holds no stored event; discard the letter instead"
+                ) from None
             except _NotParked:
                 raise InvalidInputError(
                     f"no event at position {position} is parked for subscription "
@@ -223,6 +235,10 @@ class DeadLetterQueue:
 
 class _NotParked(Exception):
     """No such parked event (raised inside the retry transaction, reported outside it)."""
+
+
+class _NotStored(Exception):
+    """The letter's position holds no stored event."""
 
 
 def _dead_letter(row: Any) -> DeadLetter:

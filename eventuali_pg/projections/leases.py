@@ -13,17 +13,12 @@ import asyncio
 import logging
 from typing import Any
 
-import asyncpg
-
-from .._db import close_or_terminate, watch_connection
-from .._db.connector import connect
-from ..errors import DatabaseUnavailableError
+from .._db import Connector, close_or_terminate, database_errors, watch_connection
+from ..errors import DatabaseUnavailableError, EventualiError
 from ..stream.backoff import Backoff
 from .sql import ProjectionSql
 
 logger = logging.getLogger("eventuali_pg.projections")
-
-_FAILURES = (DatabaseUnavailableError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class LeaseLost(Exception):
@@ -36,20 +31,18 @@ class AdvisoryLease:
 
     def __init__(
         self,
-        dsn: str,
+        connector: Connector,
         name: str,
         *,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 2.0,
         heartbeat_timeout: float = 5.0,
-        connect_timeout: float = 10.0,
     ) -> None:
-        self._dsn = dsn
+        self._connector = connector
         self._name = name
         self._poll_interval = poll_interval
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
-        self._connect_timeout = connect_timeout
         self._connection: Any = None
         self._terminated = asyncio.Event()
         self._held = False
@@ -73,16 +66,22 @@ class AdvisoryLease:
                 connection = self._connection
                 if connection is None or connection.is_closed():
                     connection = await self._connect()
-                if await connection.fetchval(ProjectionSql.try_lock(), self._name):
+                with database_errors(self._connector.dsn):
+                    locked = await connection.fetchval(ProjectionSql.try_lock(), self._name)
+                if locked:
                     self._held = True
                     logger.info("lease %r acquired", self._name)
                     return
                 backoff.reset()
                 delay = self._poll_interval
-            except _FAILURES as exc:
+            except DatabaseUnavailableError as exc:
                 await self._drop()
                 delay = backoff.next_delay()
                 logger.warning("lease %r: cannot reach the database (%s)", self._name, exc)
+            except EventualiError as exc:  # refused (a privilege, a limit): say so, keep trying
+                await self._drop()
+                delay = backoff.next_delay()
+                logger.error("lease %r: the database refused the lock (%s)", self._name, exc)
             await asyncio.sleep(delay)
 
     async def watch(self) -> None:
@@ -107,7 +106,7 @@ class AdvisoryLease:
     async def _connect(self) -> Any:
         self._terminated = asyncio.Event()
         terminated = self._terminated
-        connection = await connect(self._dsn, timeout=self._connect_timeout)
+        connection = await self._connector.session()
         connection.add_termination_listener(lambda _conn: terminated.set())
         self._connection = connection
         return connection

@@ -176,7 +176,7 @@ class ProjectionRunner:
         self._dead_letters = DeadLetterQueue(store)
         self._lease = (
             AdvisoryLease(
-                store.dsn,
+                store.connector,
                 f"eventuali_pg:{store.schema}:{self._checkpoint_id}",
                 poll_interval=float(lease_poll_interval),
                 heartbeat_interval=float(lease_heartbeat_interval),
@@ -544,7 +544,11 @@ class ProjectionRunner:
         self._batches += 1
         last = batch[-1].global_position
         mine = self._mine(batch)
-        if mine:
+        if any(item.event.decode_error is not None for item in mine):
+            # A stored event this process cannot read is parked, never handed to the handler:
+            # the rest of the batch goes one at a time around it.
+            await self._one_by_one(batch, None)
+        elif mine:
             first_error: BaseException | None = None
             try:
                 await self._apply([item.event for item in mine], last)
@@ -613,6 +617,9 @@ class ProjectionRunner:
             await self._advanced(item.global_position)
 
     async def _attempt(self, item: StreamEvent, first_error: BaseException | None) -> None:
+        if item.event.decode_error is not None:  # permanent: retrying cannot help
+            await self._park(item, item.event.decode_error, 0)
+            return
         backoff = Backoff(initial=self._retry_delay, maximum=self._max_retry_delay)
         attempts = 0
         error = first_error
