@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers.cli_run import assert_one_clean_error_line, run_cli
+from helpers.cli_run import assert_one_clean_error_line, run_cli, run_cli_process
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 COMMANDS = ("migrate", "demo", "tail", "status", "events", "server")
@@ -83,6 +83,6 @@ async def test_migrate_sql_prints_the_schema_without_a_database() -> None:
 
 
 async def test_version() -> None:
-    result = await run_cli("--version")
+    result = await run_cli_process("--version")  # end to end: python -m eventuali_pg
     assert result.returncode == 0
     assert result.stdout.startswith("eventuali-pg ")

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from .parser import HANDLER, PROG, UsageError, build_parser
@@ -65,9 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: choose a command (see `{PROG} --help`)", file=sys.stderr)
         return EXIT_USAGE
     debug = bool(args.debug)
-    _configure_logging(debug)
+    with _cli_logging(debug):
+        return _dispatch(str(handler_name), args, debug)
+
+
+def _dispatch(handler_name: str, args: Any, debug: bool) -> int:
+    """Run the command's handler and turn its outcome into an exit code."""
     try:
-        return _run(_load_handler(str(handler_name)), args)
+        return _run(_load_handler(handler_name), args)
     except UsageError as exc:
         command = f"{PROG} {args.command}"
         print(f"{command}: error: {exc} (see `{command} --help`)", file=sys.stderr)
@@ -175,13 +180,45 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _configure_logging(debug: bool) -> None:
-    """Library warnings (reconnects, retries) go to stderr; everything with --debug."""
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record arrives (not when it was created)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _cli_logging(debug: bool) -> Iterator[None]:
+    """Library warnings (reconnects, retries) go to stderr; everything with --debug.
+
+    The loggers are put back as they were afterwards, so :func:`main` can run inside another
+    program (or a test) without changing its logging.
+    """
     root = logging.getLogger("eventuali_pg")
-    if not any(getattr(h, "_eventuali_pg_cli", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
-        handler._eventuali_pg_cli = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    quieted = [logging.getLogger(name) for name in _QUIETED_LOGGERS]
+    saved = (root.level, root.propagate, [(lg, lg.level) for lg in quieted])
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.propagate = False
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        root.propagate = saved[1]
+        for logger, level in saved[2]:
+            logger.setLevel(level)
+
+
+#: Loggers a command may quiet while it runs (restored afterwards).
+_QUIETED_LOGGERS = ("eventuali_pg.projections",)
