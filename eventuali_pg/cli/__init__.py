@@ -156,7 +156,9 @@ def _report(exc: BaseException, debug: bool) -> int:
         message = f"unexpected {type(leaf).__name__}: {leaf}"
         if not debug:
             message += f" (run `{PROG} --debug ...` for the traceback)"
-    print(f"error: {message}", file=sys.stderr)
+    from .output import safe_text
+
+    print(f"error: {safe_text(message)}", file=sys.stderr)
     return EXIT_ERROR
 
 

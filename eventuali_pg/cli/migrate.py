@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import EXIT_CHECK_FAILED, EXIT_OK, CommandResult
-from .output import json_text, note
+from .output import json_text, note, safe_text
 from .parser import UsageError
 from .target import Target, resolve
 
@@ -85,7 +85,7 @@ async def _current(args: argparse.Namespace) -> int:
     elif revision == head:
         print(f"{revision} (head)")
     elif not found.known:
-        print(revision or "unknown")
+        print(safe_text(revision or "unknown"))
         note(
             f"the database is at a newer revision than this eventuali-pg knows (its newest is "
             f"{head}): it was migrated by a newer release; upgrade eventuali-pg "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from .parser import PROG
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from ..models import Event
 
@@ -47,6 +49,38 @@ def _is_terminal(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+#: Characters that must not reach a terminal raw: C0 and C1 controls (ESC starts ANSI escape
+#: sequences), DEL, line and paragraph separators, and the invisible bidirectional overrides
+#: that reorder text on screen.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_KEEPING_NEWLINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` made safe for a terminal: control characters (ESC and so ANSI escape sequences,
+    BEL, carriage returns, ...) and bidirectional overrides become visible escapes (``\\x1b``).
+
+    Stored data (ids, payloads, errors) goes through here before it is printed, so it can
+    never drive the terminal. With ``keep_newlines``, newlines and tabs stay as they are.
+    """
+    pattern = _UNSAFE_KEEPING_NEWLINES if keep_newlines else _UNSAFE
+    return pattern.sub(_visible, str(text))
+
+
+def plain(text: object) -> Text:
+    """A rich ``Text`` of stored data: printed literally (no markup), terminal-safe."""
+    from rich.text import Text
+
+    return Text(safe_text(text))
 
 
 def event_record(event: Event) -> dict[str, Any]:
@@ -89,21 +123,32 @@ def short_time(moment: datetime | None) -> str:
 
 def payload_text(event: Event, width: int | None = None) -> str:
     """The payload as compact JSON, cut to ``width`` characters with an ellipsis."""
-    text = json.dumps(event.payload(), separators=(", ", ": "), ensure_ascii=False, default=str)
+    text = safe_text(
+        json.dumps(event.payload(), separators=(", ", ": "), ensure_ascii=False, default=str)
+    )
     if width is not None and len(text) > width:
         return text[: max(width - 1, 0)] + "…"
     return text
 
 
-def event_markup(event: Event) -> str:
-    """One human-readable line for ``event``, with rich markup (escaped where needed)."""
-    from rich.markup import escape
+def event_line(event: Event) -> Text:
+    """One human-readable line for ``event``: styled, its stored text printed literally."""
+    from rich.text import Text
 
-    return (
-        f"[bold]{event.global_position:>8}[/]  [dim]{short_time(event.recorded_at)}[/]  "
-        f"[cyan]{escape(event.aggregate_type)}[/] {escape(event.aggregate_id)} "
-        f"[dim]v{event.aggregate_version}[/]  [green]{escape(event.event_type)}[/]  "
-        f"{escape(payload_text(event, 200))}"
+    return Text.assemble(
+        (f"{event.global_position:>8}", "bold"),
+        "  ",
+        (short_time(event.recorded_at), "dim"),
+        "  ",
+        (safe_text(event.aggregate_type), "cyan"),
+        " ",
+        safe_text(event.aggregate_id),
+        " ",
+        (f"v{event.aggregate_version}", "dim"),
+        "  ",
+        (safe_text(event.event_type), "green"),
+        "  ",
+        payload_text(event, 200),
     )
 
 
