@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
@@ -127,3 +128,41 @@ async def test_tail_into_a_closed_pipe_ends_cleanly(dsn: str) -> None:
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
     assert b"BrokenPipe" not in err and b"Exception ignored" not in err
+
+
+async def _run_into_a_closed_pipe(*args: str) -> tuple[int, str]:
+    """Run the CLI with stdout on a pipe whose reading end is already closed (every write
+    fails with EPIPE, like `| head -n1` once head has gone); return exit code and stderr."""
+    from helpers.cli_run import REPO, cli_env, command
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command(*args), stdout=write_end, stderr=asyncio.subprocess.PIPE,
+            env=cli_env(), cwd=REPO,
+        )
+    finally:
+        os.close(write_end)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await stop_process(proc)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_every_command_into_a_closed_pipe_exits_0_quietly(dsn: str) -> None:
+    await write_accounts(dsn, ["ann", "bob"], deposits=1)
+    cases = [
+        ("tail", "--dsn", dsn, "--from", "0"),  # rich-drawn lines
+        ("status", "--dsn", dsn),  # rich-drawn
+        ("events", "--dsn", dsn),  # a rich table
+        ("migrate", "current", "--dsn", dsn),  # print(), flushed at exit
+        ("--help",),
+    ]
+    results = await asyncio.gather(*(_run_into_a_closed_pipe(*args) for args in cases))
+    for args, (code, err) in zip(cases, results, strict=True):
+        assert code == 0, (args, code, err)
+        assert "Traceback" not in err and "Exception ignored" not in err, (args, err)
+        assert "BrokenPipe" not in err and "error" not in err, (args, err)

@@ -46,7 +46,26 @@ class _Terminated(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``eventuali-pg`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run ``eventuali-pg`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Output left in stdout's buffer is flushed here: when the reader of a pipe has gone (``| head
+    -n 1``), that is a quiet exit 0 instead of an error at the interpreter's final flush.
+    """
+    try:
+        code = _main(argv)
+    except BrokenPipeError:
+        code = EXIT_OK
+        _silence_stdout()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

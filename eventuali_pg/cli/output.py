@@ -33,11 +33,16 @@ def console(*, stderr: bool = False) -> Console:
 
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's default raises SystemExit(1); main() turns this into a quiet exit 0.
+            raise BrokenPipeError
+
     stream = sys.stderr if stderr else sys.stdout
     width = None
     if not os.environ.get("COLUMNS") and not _is_terminal(stream):
         width = WIDTH_WHEN_NOT_A_TERMINAL  # rich would squeeze tables into 80 columns
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 #: Width of tables written to a file or a pipe (rich's default of 80 squeezes them).
