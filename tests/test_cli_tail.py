@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 
+import asyncpg
 from helpers.cli_data import bump, head, write_accounts
 from helpers.cli_run import read_line, run_cli, start_cli, start_shell, stop_process
 
@@ -166,3 +167,48 @@ async def test_every_command_into_a_closed_pipe_exits_0_quietly(dsn: str) -> Non
         assert code == 0, (args, code, err)
         assert "Traceback" not in err and "Exception ignored" not in err, (args, err)
         assert "BrokenPipe" not in err and "error" not in err, (args, err)
+
+
+async def test_tail_across_a_lost_database_says_one_line_per_problem(
+    dsn: str, pg_admin_dsn: str
+) -> None:
+    """The pool's background reconnection failing (the server refusing connections for a while)
+    is a one-line warning, never a traceback; nothing is lost or repeated."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        database = await conn.fetchval("SELECT current_database()")
+    finally:
+        await conn.close()
+    await bump(dsn, "before", 1)
+    proc = await start_cli("tail", "--dsn", dsn, "--json", "--from", "0")
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await _wait_until_following(proc)
+        assert json.loads(await read_line(proc.stdout))["global_position"] == 1
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        try:
+            # Only the pool's connections: the pool then restores its floor in the background,
+            # and that fails while the database refuses connections.
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND application_name = 'eventuali_pg'",
+                database,
+            )
+            warnings = ""
+            while "connection floor" not in warnings:
+                warnings += await read_line(proc.stderr)
+        finally:
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await bump(dsn, "after", 2)
+        rows = [json.loads(await read_line(proc.stdout)) for _ in range(2)]
+        assert [row["global_position"] for row in rows] == [2, 3]
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await admin.close()
+        await stop_process(proc)
+    assert proc.returncode == 130
+    stderr = warnings + err.decode()
+    assert "Traceback" not in stderr, stderr
+    for line in stderr.splitlines():
+        assert line.startswith("eventuali-pg"), stderr

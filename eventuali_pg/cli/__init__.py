@@ -216,6 +216,24 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _OneLineHandler(_CurrentStderrHandler):
+    """A warning on one line, the exception's type and message appended, no traceback.
+
+    For the library's and the driver's warnings: asyncpg's pool logs "Failed to restore the
+    pool connection floor; retrying" with a traceback each time it fails to reconnect while the
+    server is down (a restart under ``tail``); nothing is lost, so one line is all it takes.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            detail = " ".join(str(exc).split())
+            name = type(exc).__name__
+            message += f" ({name}: {detail})" if detail and detail not in message else f" ({name})"
+        return f"{PROG}: {record.levelname} {record.name}: {message}"
+
+
 @contextlib.contextmanager
 def _cli_logging(debug: bool) -> Iterator[None]:
     """Library warnings (reconnects, retries) go to stderr; everything with --debug.
@@ -224,21 +242,27 @@ def _cli_logging(debug: bool) -> Iterator[None]:
     program (or a test) without changing its logging.
     """
     root = logging.getLogger("eventuali_pg")
+    driver = logging.getLogger("asyncpg")
     quieted = [logging.getLogger(name) for name in _QUIETED_LOGGERS]
-    saved = (root.level, root.propagate, [(lg, lg.level) for lg in quieted])
-    handler = _CurrentStderrHandler()
+    saved = [(lg, lg.level, lg.propagate) for lg in (root, driver, *quieted)]
+    # Warnings (the library's reconnects and retries, the driver's pool) are one line each;
+    # with --debug, everything and with its traceback.
+    handler = _CurrentStderrHandler() if debug else _OneLineHandler()
     handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.propagate = False
+    driver.addHandler(handler)
+    driver.setLevel(logging.WARNING)
+    driver.propagate = False
     try:
         yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(saved[0])
-        root.propagate = saved[1]
-        for logger, level in saved[2]:
+        driver.removeHandler(handler)
+        for logger, level, propagate in saved:
             logger.setLevel(level)
+            logger.propagate = propagate
 
 
 #: Loggers a command may quiet while it runs (restored afterwards).
