@@ -21,6 +21,13 @@ BAD_USAGE = [
     (("status", "--no-such-option"), ["unrecognized arguments"]),
     (("server",), ["required"]),
     (("tail", "--dsn", ""), ["--dsn", "empty"]),
+    # Values PostgreSQL's bigint cannot hold (a DSN, so that nothing starts the embedded server).
+    (("tail", "--dsn", UNREACHABLE, "--from", str(2**63)), ["--from", f"at most {2**63 - 1}"]),
+    (("events", "--dsn", UNREACHABLE, "--from", str(2**64)), ["--from", "at most"]),
+    (("events", "--dsn", UNREACHABLE, "--limit", str(2**63 - 1)), ["--limit", "at most"]),
+    (("tail", "--dsn", UNREACHABLE, "--limit", str(2**63)), ["--limit", "at most"]),
+    (("dead-letters", "show", "v", str(2**63), "--dsn", UNREACHABLE), ["POSITION", "at most"]),
+    (("dead-letters", "list", "--limit", str(10**30), "--dsn", UNREACHABLE), ["at most"]),
 ]
 
 NEEDS_A_DATABASE = [
@@ -86,3 +93,16 @@ async def test_version() -> None:
     result = await run_cli_process("--version")  # end to end: python -m eventuali_pg
     assert result.returncode == 0
     assert result.stdout.startswith("eventuali-pg ")
+
+
+async def test_the_largest_positions_and_limits_are_accepted(dsn: str) -> None:
+    largest = str(2**63 - 1)
+    result = await run_cli(
+        "events", "--dsn", dsn, "--json", "--from", largest, "--limit", str(2**63 - 2)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "no matching events" in result.stderr
+    listed = await run_cli("dead-letters", "list", "--dsn", dsn, "--limit", str(2**63 - 2))
+    assert listed.returncode == 0, listed.stderr
+    shown = await run_cli("dead-letters", "show", "v", largest, "--dsn", dsn)
+    assert shown.returncode == 3, shown.stderr  # nothing parked there
