@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 
 from helpers.cli_run import assert_one_clean_error_line, run_cli, run_cli_process
 
@@ -106,3 +108,45 @@ async def test_the_largest_positions_and_limits_are_accepted(dsn: str) -> None:
     assert listed.returncode == 0, listed.stderr
     shown = await run_cli("dead-letters", "show", "v", largest, "--dsn", dsn)
     assert shown.returncode == 3, shown.stderr  # nothing parked there
+
+
+# Runs what the console script runs (its target read from pyproject.toml), with an import hook
+# that stops at pydantic (imported with eventuali_pg) until the test's Ctrl-C arrives there.
+INTERRUPTED_WHILE_IMPORTING = """
+import importlib, importlib.abc, sys, time, tomllib
+
+class StopAtPydantic(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pydantic":
+            sys.stderr.write("importing pydantic\\n")
+            sys.stderr.flush()
+            while True:
+                time.sleep(0.01)
+        return None
+
+with open("pyproject.toml", "rb") as file:
+    target = tomllib.load(file)["project"]["scripts"]["eventuali-pg"]
+module, _, function = target.partition(":")
+sys.meta_path.insert(0, StopAtPydantic())
+sys.argv = ["eventuali-pg", "--version"]
+sys.exit(getattr(importlib.import_module(module), function)())
+"""
+
+
+async def test_ctrl_c_while_importing_exits_130_quietly() -> None:
+    from helpers.cli_run import REPO, cli_env, read_line, stop_process
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", INTERRUPTED_WHILE_IMPORTING,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(), cwd=REPO,
+    )
+    try:
+        assert await read_line(proc.stderr) == "importing pydantic\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await stop_process(proc)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err
+    assert err.decode().strip() == "eventuali-pg: interrupted"
+    assert out == b""

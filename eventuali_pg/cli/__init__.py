@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         code = EXIT_OK
         _silence_stdout()
+    except KeyboardInterrupt:  # before a command ran (parsing, --help)
+        _stderr("interrupted")
+        code = EXIT_INTERRUPTED
     try:
         sys.stdout.flush()
     except BrokenPipeError:
