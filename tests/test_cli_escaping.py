@@ -99,3 +99,18 @@ async def test_dead_letters_escape_stored_errors(dsn: str) -> None:
     assert "RuntimeError: bad [/] \\x1b[31mred\\x1b[0m" in shown.stdout
     assert "second \\x1b]0;title\\x07 line" in shown.stdout  # newlines of the error are kept
     assert "t-[/]\\x1b[2J" in shown.stdout
+
+
+async def test_json_lines_carry_control_characters_as_escapes(dsn: str) -> None:
+    owner = f"c1\x9b31m bidi\u202e del\x7f sep\u2028 {RED}"
+    async with await EventStore.create(dsn) as store:
+        account = BankAccount(id="json-1")
+        account.open(owner)
+        await store.save(account)
+    result = await run_cli("events", "--dsn", dsn, "--json")
+    assert result.returncode == 0, result.stderr
+    for char in ("\x9b", "\u202e", "\x7f", "\u2028", ESC):
+        assert char not in result.stdout, repr(char)
+    assert "\\u009b31m" in result.stdout and "\\u202e" in result.stdout
+    (row,) = result.json_lines()
+    assert row["payload"]["owner"] == owner  # the same data, only escaped

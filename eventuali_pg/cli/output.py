@@ -109,8 +109,18 @@ def event_record(event: Event) -> dict[str, Any]:
 
 
 def json_text(value: Any) -> str:
-    """Compact JSON on one line (non-ASCII kept, unknown values as strings)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON on one line (non-ASCII kept, unknown values as strings).
+
+    JSON escapes C0 controls itself; the other characters that must not reach a terminal raw
+    (DEL, C1 controls, line separators, bidirectional overrides) are written as ``\\uXXXX``
+    escapes too: the same data for a JSON reader, harmless on a screen.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _UNSAFE.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def write_json_line(value: Any) -> None:
