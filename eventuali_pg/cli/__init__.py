@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         code = EXIT_OK
         _silence_stdout()
-    except KeyboardInterrupt:  # before a command ran (parsing, --help)
+    except KeyboardInterrupt:  # outside a command: while parsing, --help
         _stderr("interrupted")
         code = EXIT_INTERRUPTED
     try:
@@ -234,7 +234,9 @@ class _OneLineHandler(_CurrentStderrHandler):
             detail = " ".join(str(exc).split())
             name = type(exc).__name__
             message += f" ({name}: {detail})" if detail and detail not in message else f" ({name})"
-        return f"{PROG}: {record.levelname} {record.name}: {message}"
+        from .output import safe_text
+
+        return f"{PROG}: {record.levelname} {record.name}: {safe_text(message)}"
 
 
 @contextlib.contextmanager
