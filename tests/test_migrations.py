@@ -371,3 +371,45 @@ async def test_the_migrations_run_inside_an_application_alembic_setup(
     assert current.stdout.startswith(f"{head_revision()} (head)")
     async with await EventStore.create(dsn, schema=schema) as store:
         assert await store.get_global_position() == 1
+
+
+async def test_an_application_managed_schema_behind_is_left_to_the_application(
+    app_database: str, tmp_path: Path
+) -> None:
+    from helpers.cli_run import assert_one_clean_error_line, run_cli
+
+    dsn, schema = app_database, "app_events"
+    app = _application(tmp_path / "app", schema)
+    partial = await asyncio.to_thread(_app_alembic, app, dsn, "upgrade", "0001_initial")
+    assert partial.returncode == 0, partial.stderr
+
+    with pytest.raises(eventuali_pg.SchemaNotReadyError, match="alembic upgrade heads"):
+        await EventStore.create(dsn, schema=schema)
+    migrated = await run_cli("migrate", "--dsn", dsn, "--schema", schema)
+    assert migrated.returncode == 1, migrated
+    assert_one_clean_error_line(
+        migrated.stderr, "error:", "public.alembic_version", "alembic upgrade heads"
+    )
+    assert await _tables(dsn, schema) == {"events", "global_sequence", "checkpoints"}
+    current = await run_cli("migrate", "current", "--dsn", dsn, "--schema", schema)
+    assert current.returncode == 3
+    assert current.stdout.strip() == "0001_initial"
+    assert "alembic upgrade heads" in current.stderr
+
+    upgrade = await asyncio.to_thread(_app_alembic, app, dsn, "upgrade", "heads")
+    assert upgrade.returncode == 0, upgrade.stderr
+    async with await EventStore.create(dsn, schema=schema) as store:
+        assert await store.get_global_position() == 0
+
+
+async def test_the_package_folder_as_a_version_location_is_a_clear_error(
+    app_database: str, tmp_path: Path
+) -> None:
+    app = _application(tmp_path / "app", "app_events")
+    ini = app / "alembic.ini"
+    ini.write_text(ini.read_text().replace(
+        "eventuali_pg.migrations:versions", "eventuali_pg.migrations:."))
+    result = await asyncio.to_thread(_app_alembic, app, app_database, "upgrade", "heads")
+    assert result.returncode != 0
+    assert "eventuali_pg.migrations:versions" in result.stderr
+    assert "asyncio.run() cannot be called" not in result.stderr
