@@ -260,13 +260,17 @@ def newer_revision_error(schema: str, found: RecordedRevision) -> SchemaNotReady
     """The error for a schema migrated by a newer eventuali-pg than this one."""
     head = head_revision()
     if found.revision is not None:
-        where = f"at revision {found.revision}"
-    else:
-        where = "has tables but no revision this release knows is recorded for it"
+        return SchemaNotReadyError(
+            f"the event store schema {schema!r} is at revision {found.revision}, newer than "
+            f"this eventuali-pg knows (its newest is {head}): the database was migrated by a "
+            "newer eventuali-pg; upgrade eventuali-pg (pip install -U eventuali-pg) here"
+        )
     return SchemaNotReadyError(
-        f"the event store schema {schema!r} {where}: the database was migrated by a newer "
-        f"eventuali-pg than this one (whose newest revision is {head}); upgrade eventuali-pg "
-        "(pip install -U eventuali-pg) in this environment"
+        f"the event store schema {schema!r} has tables but no revision this eventuali-pg knows "
+        f"(its newest is {head}) is recorded for it, neither in {schema}.{VERSION_TABLE} nor in "
+        "an application's alembic version table: most likely a newer release migrated it "
+        "(upgrade eventuali-pg: pip install -U eventuali-pg); if your application's revisions "
+        "revise ours, keep our branch independent so its revision stays recorded"
     )
 
 

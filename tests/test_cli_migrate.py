@@ -145,3 +145,24 @@ async def test_concurrent_migrate_commands_report_what_each_did(
         f"schema {fresh_schema!r} is already at the newest revision, {head_revision()}"
     ), lines
     assert lines[1].startswith(f"upgraded schema {fresh_schema!r} from nothing to"), lines
+
+
+async def test_tables_without_a_known_revision_are_not_migrated_again(
+    database_dsn: str, fresh_schema: str
+) -> None:
+    from eventuali_pg.store.schema import VERSION_TABLE
+
+    db = ("--dsn", database_dsn, "--schema", fresh_schema)
+    assert (await run_cli("migrate", *db)).returncode == 0
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute(f"DROP TABLE {fresh_schema}.{VERSION_TABLE}")
+    finally:
+        await conn.close()
+    for args in (("migrate",), ("status",)):
+        result = await run_cli(*args, *db)
+        assert result.returncode == 1, result
+        assert_one_clean_error_line(
+            result.stderr, "error:", "has tables but no revision", "upgrade eventuali-pg"
+        )
+        assert "already exists" not in result.stderr
