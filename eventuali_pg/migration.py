@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import os
 import weakref
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -26,7 +28,13 @@ from .errors import ConfigurationError, SchemaNotReadyError
 from .store.schema import DEFAULT_SCHEMA, VERSION_TABLE
 
 SCHEMA_ATTRIBUTE = "eventuali_pg_schema"
+#: alembic.ini option naming the schema, for an application running our revisions in its setup.
+SCHEMA_OPTION = "eventuali_pg_schema"
 SCHEMA_ENVIRONMENT_VARIABLE = "EVENTUALI_PG_SCHEMA"
+
+#: What an application lists in its ``version_locations`` to include our revisions (a folder
+#: holding only revision scripts; the package's ``env.py`` is one level up, out of the way).
+VERSION_LOCATION = "eventuali_pg.migrations:versions"
 
 #: pg_advisory_xact_lock key taken while migrating, so concurrent migrators run one at a time.
 MIGRATION_LOCK_KEY = 0x6576_656E_7475_616C  # "eventual"
@@ -69,15 +77,22 @@ def known_revisions() -> set[str]:
 
 
 def migration_schema() -> str:
-    """The schema the running migration targets (used by env.py and the migration scripts)."""
+    """The schema the running migration targets (used by env.py and the migration scripts).
+
+    In order: the config attribute set by :func:`migrate`, ``-x schema=NAME``, the
+    ``eventuali_pg_schema`` option of the alembic.ini in use (an application's own setup),
+    ``EVENTUALI_PG_SCHEMA``, else ``eventuali``.
+    """
     from alembic import context
 
     schema: Any = context.config.attributes.get(SCHEMA_ATTRIBUTE)
     if not schema:
         schema = context.get_x_argument(as_dictionary=True).get("schema")
     if not schema:
+        schema = context.config.get_main_option(SCHEMA_OPTION)
+    if not schema:
         schema = os.environ.get(SCHEMA_ENVIRONMENT_VARIABLE) or DEFAULT_SCHEMA
-    return validate_identifier(schema, what="schema name")
+    return validate_identifier(str(schema).strip(), what="schema name")
 
 
 def dsn_from_environment(fallback: str | None = None) -> str:
@@ -111,18 +126,19 @@ async def migrate(
     The DSN defaults to ``EVENTUALI_PG_DSN``, then ``DATABASE_URL``. Safe to run concurrently
     from several processes: an advisory lock makes them take turns.
     """
-    await _run(dsn, schema, partial(command.upgrade, revision=revision))
+    await upgrade_schema(dsn, schema=schema, revision=revision)
 
 
 async def downgrade(
     dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA, revision: str = "base"
 ) -> None:
     """Downgrade the event store schema to ``revision`` (default: drop every table)."""
-    await _run(dsn, schema, partial(command.downgrade, revision=revision))
+    await _run(dsn, schema, partial(command.downgrade, revision=revision), upgrade=False)
 
 
 async def current_revision(dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA) -> str | None:
-    """The revision the database is at, or None when the schema was never migrated."""
+    """The revision the database is at, or None when the schema was never migrated (or no
+    revision this release knows is recorded: see :func:`find_revision`)."""
     validate_identifier(schema, what="schema name")
     connection = await connect(resolve_dsn(dsn))
     try:
@@ -132,14 +148,67 @@ async def current_revision(dsn: str | None = None, *, schema: str = DEFAULT_SCHE
 
 
 async def fetch_revision(connection: asyncpg.Connection, schema: str) -> str | None:
-    """The alembic revision recorded in ``schema``, or None when there is none."""
-    exists = await connection.fetchval(
-        "SELECT to_regclass($1) IS NOT NULL", f"{schema}.{VERSION_TABLE}"
-    )
-    if not exists:
+    """The alembic revision of the schema, or None when there is none.
+
+    Read from the schema's own version table, else (for an application that runs our revisions
+    in its own alembic setup) from the application's version table; see :func:`find_revision`.
+    """
+    found = await find_revision(connection, schema)
+    return found.revision if found is not None else None
+
+
+@dataclass(frozen=True)
+class RecordedRevision:
+    """Where and at which revision the event store schema is recorded.
+
+    ``revision`` is None when the schema's tables exist but no revision this release knows is
+    recorded anywhere (the database was migrated by a newer release). ``table`` is the version
+    table holding it; ``by_application`` is True when that is an application's own alembic
+    version table (our revisions run from the application's alembic setup).
+    """
+
+    revision: str | None
+    table: str | None
+    by_application: bool = False
+
+    @property
+    def known(self) -> bool:
+        """True when this release knows the revision."""
+        return self.revision is not None and self.revision in known_revisions()
+
+
+async def find_revision(connection: asyncpg.Connection, schema: str) -> RecordedRevision | None:
+    """The schema's recorded revision, or None when the schema was never migrated.
+
+    Our own version table (``<schema>.alembic_version_eventuali_pg``) first. Without it, when the
+    schema's ``events`` table exists, an application's alembic version table (any readable table
+    with a ``version_num`` column, ``public.alembic_version`` first) that records one of our
+    revisions: that is where alembic records them when an application lists
+    ``eventuali_pg.migrations:versions`` in its ``version_locations``.
+    """
+    own = f"{schema}.{VERSION_TABLE}"
+    if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", own):
+        value = await connection.fetchval(f"SELECT version_num FROM {own} LIMIT 1")
+        return RecordedRevision(str(value), own) if value is not None else None
+    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.events"):
         return None
-    value = await connection.fetchval(f"SELECT version_num FROM {schema}.{VERSION_TABLE} LIMIT 1")
-    return str(value) if value is not None else None
+    tables = await connection.fetch(
+        "SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version_num' "
+        "AND NOT a.attisdropped "
+        "WHERE c.relkind IN ('r', 'p') AND c.relname <> $1 "
+        "AND has_table_privilege(c.oid, 'SELECT') "
+        "ORDER BY n.nspname <> 'public', c.relname <> 'alembic_version', 1",
+        VERSION_TABLE,
+    )
+    known = known_revisions()
+    for row in tables:
+        versions = await connection.fetch(f"SELECT version_num::text FROM {row['name']}")
+        for version in versions:
+            if version[0] in known:
+                return RecordedRevision(str(version[0]), str(row["name"]), by_application=True)
+    return RecordedRevision(None, None)
 
 
 # Alembic keeps the running migration's context in module globals (alembic.context, alembic.op),
@@ -165,27 +234,76 @@ async def check_schema_revision(
 
     ``command`` tells the reader what to run (it differs between code and the command line).
     """
-    revision = await fetch_revision(connection, schema)
-    head = head_revision()
-    if revision is None:
+    found = await find_revision(connection, schema)
+    if found is None:
         raise SchemaNotReadyError(
             f"the event store schema {schema!r} does not exist in this database; {command}"
         )
-    if revision == head:
-        return revision
-    if revision in known_revisions():
+    head = head_revision()
+    if found.revision == head:
+        return head
+    if not found.known:
+        raise newer_revision_error(schema, found)
+    if found.by_application:
         raise SchemaNotReadyError(
-            f"the event store schema {schema!r} is at revision {revision}, older than this "
-            f"library's {head}; {command}"
+            f"the event store schema {schema!r} is at revision {found.revision}, older than "
+            f"this library's {head}; its revisions are recorded in {found.table} by your "
+            "application's alembic setup: run `alembic upgrade heads` there"
         )
     raise SchemaNotReadyError(
-        f"the event store schema {schema!r} is at revision {revision}, which this version of "
-        "eventuali-pg does not know (the database was migrated by a newer release); upgrade "
-        "eventuali-pg"
+        f"the event store schema {schema!r} is at revision {found.revision}, older than this "
+        f"library's {head}; {command}"
     )
 
 
-async def _run(dsn: str | None, schema: str, action: Any) -> None:
+def newer_revision_error(schema: str, found: RecordedRevision) -> SchemaNotReadyError:
+    """The error for a schema migrated by a newer eventuali-pg than this one."""
+    head = head_revision()
+    if found.revision is not None:
+        return SchemaNotReadyError(
+            f"the event store schema {schema!r} is at revision {found.revision}, newer than "
+            f"this eventuali-pg knows (its newest is {head}): the database was migrated by a "
+            "newer eventuali-pg; upgrade eventuali-pg (pip install -U eventuali-pg) here"
+        )
+    return SchemaNotReadyError(
+        f"the event store schema {schema!r} has tables but no revision this eventuali-pg knows "
+        f"(its newest is {head}) is recorded for it, neither in {schema}.{VERSION_TABLE} nor in "
+        "an application's alembic version table: most likely a newer release migrated it "
+        "(upgrade eventuali-pg: pip install -U eventuali-pg); if your application's revisions "
+        "revise ours, keep our branch independent so its revision stays recorded"
+    )
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    """What one upgrade did: the revision before and after, and where it is recorded."""
+
+    schema: str
+    before: str | None
+    after: str | None
+    table: str | None
+    by_application: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """True when the upgrade ran at least one revision."""
+        return self.before != self.after
+
+
+async def upgrade_schema(
+    dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA, revision: str = "head"
+) -> UpgradeResult:
+    """Like :func:`migrate`, and say what was done: the revisions before and after the upgrade
+    are read under the migration lock, so concurrent runs report what each really did.
+
+    A schema whose revisions an application records in its own alembic version table is left
+    to that application: at the newest revision nothing happens; older, it raises
+    :class:`SchemaNotReadyError` telling to run the application's ``alembic upgrade heads``.
+    """
+    return await _run(dsn, schema, partial(command.upgrade, revision=revision), upgrade=True)
+
+
+async def _run(dsn: str | None, schema: str, action: Any, *, upgrade: bool) -> UpgradeResult:
     config = alembic_config(schema)
     engine = create_engine_for(resolve_dsn(dsn))
 
@@ -195,9 +313,40 @@ async def _run(dsn: str | None, schema: str, action: Any) -> None:
 
     try:
         async with _run_lock(), engine.begin() as connection:
+            # The lock env.py takes too (it is reentrant); taken here first so that what is
+            # read before and after is what this run found and left.
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+            driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+            before = await find_revision(driver, schema)
+            if before is not None and not before.known:
+                raise newer_revision_error(schema, before)
+            if before is not None and before.by_application:
+                return _left_to_the_application(schema, before, upgrade=upgrade)
             await connection.run_sync(run)
+            after = await find_revision(driver, schema)
     finally:
         await engine.dispose()
+    return UpgradeResult(
+        schema,
+        before.revision if before is not None else None,
+        after.revision if after is not None else None,
+        after.table if after is not None else None,
+    )
+
+
+def _left_to_the_application(
+    schema: str, found: RecordedRevision, *, upgrade: bool
+) -> UpgradeResult:
+    if upgrade and found.revision == head_revision():
+        return UpgradeResult(schema, found.revision, found.revision, found.table, True)
+    what = "upgrade it there: run `alembic upgrade heads`" if upgrade else "downgrade it there"
+    raise SchemaNotReadyError(
+        f"the event store schema {schema!r} is at revision {found.revision}; its revisions are "
+        f"recorded in {found.table} by your application's alembic setup, so {what} in your "
+        "application"
+    )
 
 
 def compare_with_metadata(connection: Connection, schema: str = DEFAULT_SCHEMA) -> list[Any]:

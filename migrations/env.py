@@ -8,18 +8,39 @@ DATABASE_URL when alembic runs from the command line; offline (``--sql``) it pri
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from eventuali_pg.errors import ConfigurationError
 from eventuali_pg.migration import (
     MIGRATION_LOCK_KEY,
+    VERSION_LOCATION,
     create_engine_for,
     dsn_from_environment,
     migration_schema,
 )
 from eventuali_pg.store.schema import VERSION_TABLE, build_metadata
+
+
+def _loaded_as_a_revision() -> bool:
+    """True when another alembic setup lists this folder in its version_locations and loads
+    this file as if it were a revision script (it is the environment of our own setup)."""
+    try:
+        directory = context.script.dir
+    except (AttributeError, NameError):  # no environment runs: only revisions are read
+        return True
+    return Path(directory).resolve() != Path(__file__).resolve().parent
+
+
+if _loaded_as_a_revision():
+    raise ConfigurationError(
+        f"{Path(__file__).parent} is the eventuali-pg alembic environment, not a folder of "
+        f"revisions: list {VERSION_LOCATION} in your version_locations instead (and "
+        "path_separator = newline or space)"
+    )
 
 config = context.config
 schema = migration_schema()

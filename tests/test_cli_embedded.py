@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.cli_run import cli_env, run_cli
+from helpers.cli_run import cli_env, run_cli_process
 
 from eventuali_pg import embedded
 
@@ -33,52 +33,52 @@ def data_dir() -> Iterator[Path]:
 async def test_embedded_server_is_started_migrated_and_found_again(data_dir: Path) -> None:
     env = cli_env(EVENTUALI_PG_DATA_DIR=str(data_dir))
 
-    demo = await run_cli("demo", "--events", "40", "--rate", "0", "--json", env=env)
+    demo = await run_cli_process("demo", "--events", "40", "--rate", "0", "--json", env=env)
     assert demo.returncode == 0, demo.stderr
     assert demo.json()["ok"] is True
     notice = demo.stderr.strip().splitlines()[0]
     assert "embedded PostgreSQL server" in notice
     assert str(data_dir) in notice and "--dsn" in notice and "EVENTUALI_PG_DSN" in notice
 
-    status = await run_cli("status", "--json", env=env)
+    status = await run_cli_process("status", "--json", env=env)
     assert status.returncode == 0, status.stderr
     assert status.json()["head"] == 40
 
-    events = await run_cli("events", "--json", "--from", "38", env=env)
+    events = await run_cli_process("events", "--json", "--from", "38", env=env)
     assert [row["global_position"] for row in events.json_lines()] == [39, 40]
 
-    tail = await run_cli("tail", "--json", "--from", "39", "--limit", "1", env=env)
+    tail = await run_cli_process("tail", "--json", "--from", "39", "--limit", "1", env=env)
     assert tail.returncode == 0, tail.stderr
     assert [row["global_position"] for row in tail.json_lines()] == [40]
 
-    server = await run_cli("server", "status", "--json", env=env)
+    server = await run_cli_process("server", "status", "--json", env=env)
     assert server.returncode == 0, server.stderr
     state = server.json()
     assert state["running"] is True and state["data_dir"] == str(data_dir)
 
-    url = await run_cli("server", "url", env=env)
+    url = await run_cli_process("server", "url", env=env)
     assert url.returncode == 0
     assert url.stdout.strip() == state["url"]
-    by_url = await run_cli("migrate", "current", "--dsn", url.stdout.strip(), env=env)
+    by_url = await run_cli_process("migrate", "current", "--dsn", url.stdout.strip(), env=env)
     assert by_url.returncode == 0, by_url.stderr
     assert "embedded" not in by_url.stderr
 
-    stopped = await run_cli("server", "stop", env=env)
+    stopped = await run_cli_process("server", "stop", env=env)
     assert stopped.returncode == 0
     assert "stopped" in stopped.stdout
-    after = await run_cli("server", "status", env=env)
+    after = await run_cli_process("server", "status", env=env)
     assert after.returncode == 3
     assert "not running" in after.stdout
-    missing = await run_cli("server", "url", env=env)
+    missing = await run_cli_process("server", "url", env=env)
     assert missing.returncode == 3 and missing.stdout == ""
 
 
 async def test_a_crashed_embedded_server_is_recovered(data_dir: Path) -> None:
     env = cli_env(EVENTUALI_PG_DATA_DIR=str(data_dir))
-    started = await run_cli("server", "start", "--json", env=env)
+    started = await run_cli_process("server", "start", "--json", env=env)
     assert started.returncode == 0, started.stderr
     assert started.json()["running"] is True
     embedded.stop(data_dir, mode="immediate")  # a crash: no clean shutdown checkpoint
-    status = await run_cli("status", "--json", env=env)
+    status = await run_cli_process("status", "--json", env=env)
     assert status.returncode == 0, status.stderr
     assert status.json()["head"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -76,3 +77,92 @@ async def test_dsn_from_the_environment(database_dsn: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{head_revision()} (head)"
     assert "embedded" not in result.stderr
+
+
+async def test_a_schema_migrated_by_a_newer_release(database_dsn: str, fresh_schema: str) -> None:
+    from eventuali_pg.store.schema import VERSION_TABLE
+
+    db = ("--dsn", database_dsn, "--schema", fresh_schema)
+    assert (await run_cli("migrate", *db)).returncode == 0
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute(f"UPDATE {fresh_schema}.{VERSION_TABLE} SET version_num = '0099_future'")
+    finally:
+        await conn.close()
+
+    migrated = await run_cli("migrate", *db)
+    assert migrated.returncode == 1, migrated
+    assert_one_clean_error_line(
+        migrated.stderr, "error:", "0099_future", "newer eventuali-pg", "upgrade eventuali-pg"
+    )
+    assert "unexpected" not in migrated.stderr
+
+    current = await run_cli("migrate", "current", *db)
+    assert current.returncode == 3, current
+    assert current.stdout.strip() == "0099_future"
+    assert "newer revision than this eventuali-pg knows" in current.stderr
+    assert "upgrade eventuali-pg" in current.stderr
+    assert "run `eventuali-pg migrate`" not in current.stderr
+
+    status = await run_cli("status", *db)
+    assert status.returncode == 1
+    assert_one_clean_error_line(status.stderr, "error:", "newer", "upgrade eventuali-pg")
+
+
+async def test_concurrent_migrate_commands_report_what_each_did(
+    database_dsn: str, fresh_schema: str
+) -> None:
+    """Two `migrate` processes start while another migrator holds the migration lock: one
+    upgrades the schema, the other finds it at the newest revision and says so."""
+    from helpers.cli_run import start_cli, stop_process
+
+    from eventuali_pg.migration import MIGRATION_LOCK_KEY
+
+    holder = await asyncpg.connect(database_dsn)
+    procs = []
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        procs = [
+            await start_cli("migrate", "--dsn", database_dsn, "--schema", fresh_schema)
+            for _ in range(2)
+        ]
+        while await holder.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ) < 2:
+            for proc in procs:
+                assert proc.returncode is None, await proc.communicate()
+            await asyncio.sleep(0.05)
+        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        outputs = [await asyncio.wait_for(proc.communicate(), 60) for proc in procs]
+    finally:
+        await holder.close()
+        for proc in procs:
+            await stop_process(proc)
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    lines = sorted(out.decode().strip() for out, _ in outputs)
+    assert lines[0].startswith(
+        f"schema {fresh_schema!r} is already at the newest revision, {head_revision()}"
+    ), lines
+    assert lines[1].startswith(f"upgraded schema {fresh_schema!r} from nothing to"), lines
+
+
+async def test_tables_without_a_known_revision_are_not_migrated_again(
+    database_dsn: str, fresh_schema: str
+) -> None:
+    from eventuali_pg.store.schema import VERSION_TABLE
+
+    db = ("--dsn", database_dsn, "--schema", fresh_schema)
+    assert (await run_cli("migrate", *db)).returncode == 0
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute(f"DROP TABLE {fresh_schema}.{VERSION_TABLE}")
+    finally:
+        await conn.close()
+    for args in (("migrate",), ("status",)):
+        result = await run_cli(*args, *db)
+        assert result.returncode == 1, result
+        assert_one_clean_error_line(
+            result.stderr, "error:", "has tables but no revision", "upgrade eventuali-pg"
+        )
+        assert "already exists" not in result.stderr

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 
-from helpers.cli_run import assert_one_clean_error_line, run_cli
+from helpers.cli_run import assert_one_clean_error_line, run_cli, run_cli_process
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 COMMANDS = ("migrate", "demo", "tail", "status", "events", "server")
@@ -21,6 +23,13 @@ BAD_USAGE = [
     (("status", "--no-such-option"), ["unrecognized arguments"]),
     (("server",), ["required"]),
     (("tail", "--dsn", ""), ["--dsn", "empty"]),
+    # Values PostgreSQL's bigint cannot hold (a DSN, so that nothing starts the embedded server).
+    (("tail", "--dsn", UNREACHABLE, "--from", str(2**63)), ["--from", f"at most {2**63 - 1}"]),
+    (("events", "--dsn", UNREACHABLE, "--from", str(2**64)), ["--from", "at most"]),
+    (("events", "--dsn", UNREACHABLE, "--limit", str(2**63 - 1)), ["--limit", "at most"]),
+    (("tail", "--dsn", UNREACHABLE, "--limit", str(2**63)), ["--limit", "at most"]),
+    (("dead-letters", "show", "v", str(2**63), "--dsn", UNREACHABLE), ["POSITION", "at most"]),
+    (("dead-letters", "list", "--limit", str(10**30), "--dsn", UNREACHABLE), ["at most"]),
 ]
 
 NEEDS_A_DATABASE = [
@@ -83,6 +92,61 @@ async def test_migrate_sql_prints_the_schema_without_a_database() -> None:
 
 
 async def test_version() -> None:
-    result = await run_cli("--version")
+    result = await run_cli_process("--version")  # end to end: python -m eventuali_pg
     assert result.returncode == 0
     assert result.stdout.startswith("eventuali-pg ")
+
+
+async def test_the_largest_positions_and_limits_are_accepted(dsn: str) -> None:
+    largest = str(2**63 - 1)
+    result = await run_cli(
+        "events", "--dsn", dsn, "--json", "--from", largest, "--limit", str(2**63 - 2)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "no matching events" in result.stderr
+    listed = await run_cli("dead-letters", "list", "--dsn", dsn, "--limit", str(2**63 - 2))
+    assert listed.returncode == 0, listed.stderr
+    shown = await run_cli("dead-letters", "show", "v", largest, "--dsn", dsn)
+    assert shown.returncode == 3, shown.stderr  # nothing parked there
+
+
+# Runs what the console script runs (its target read from pyproject.toml), with an import hook
+# that stops at pydantic (imported with eventuali_pg) until the test's Ctrl-C arrives there.
+INTERRUPTED_WHILE_IMPORTING = """
+import importlib, importlib.abc, sys, time, tomllib
+
+class StopAtPydantic(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pydantic":
+            sys.stderr.write("importing pydantic\\n")
+            sys.stderr.flush()
+            while True:
+                time.sleep(0.01)
+        return None
+
+with open("pyproject.toml", "rb") as file:
+    target = tomllib.load(file)["project"]["scripts"]["eventuali-pg"]
+module, _, function = target.partition(":")
+sys.meta_path.insert(0, StopAtPydantic())
+sys.argv = ["eventuali-pg", "--version"]
+sys.exit(getattr(importlib.import_module(module), function)())
+"""
+
+
+async def test_ctrl_c_while_importing_exits_130_quietly() -> None:
+    from helpers.cli_run import REPO, cli_env, read_line, stop_process
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", INTERRUPTED_WHILE_IMPORTING,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(), cwd=REPO,
+    )
+    try:
+        assert await read_line(proc.stderr) == "importing pydantic\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await stop_process(proc)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err
+    assert err.decode().strip() == "eventuali-pg: interrupted"
+    assert out == b""

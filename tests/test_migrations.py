@@ -239,3 +239,177 @@ async def test_bad_schema_names_are_refused(dsn: str) -> None:
             await eventuali_pg.migrate(dsn, schema=bad)
         with pytest.raises(eventuali_pg.ConfigurationError):
             await eventuali_pg.current_revision(dsn, schema=bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# The README's recipe: eventuali-pg's revisions inside an application's own alembic setup.
+
+APP_ALEMBIC_INI = """\
+[alembic]
+script_location = %(here)s/migrations
+path_separator = newline
+version_locations =
+    %(here)s/migrations/versions
+    eventuali_pg.migrations:versions
+eventuali_pg_schema = {schema}
+"""
+
+APP_ENV_PY = '''\
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def run(connection):
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def main():
+    url = os.environ["APP_DATABASE_URL"].replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = create_async_engine(url)
+    async with engine.connect() as connection:
+        await connection.run_sync(run)
+        await connection.commit()
+    await engine.dispose()
+
+
+asyncio.run(main())
+'''
+
+APP_REVISION = '''\
+"""The application's own table."""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "a1_orders"
+down_revision = None
+branch_labels = ("app",)
+depends_on = None
+
+
+def upgrade():
+    op.create_table("app_orders", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("app_orders")
+'''
+
+
+def _application(folder: Path, schema: str) -> Path:
+    """An application folder with its own alembic setup that includes eventuali-pg's revisions."""
+    (folder / "migrations" / "versions").mkdir(parents=True)
+    (folder / "alembic.ini").write_text(APP_ALEMBIC_INI.format(schema=schema))
+    (folder / "migrations" / "env.py").write_text(APP_ENV_PY)
+    (folder / "migrations" / "versions" / "a1_orders.py").write_text(APP_REVISION)
+    return folder
+
+
+def _app_alembic(folder: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EVENTUALI_PG_DSN", "DATABASE_URL", "EVENTUALI_PG_SCHEMA")}
+    env["APP_DATABASE_URL"] = dsn
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.fixture
+async def app_database(pg_admin_dsn: str) -> AsyncIterator[str]:
+    from _server import create_database, drop_database
+
+    name = f"eventuali_app_{uuid.uuid4().hex[:10]}"
+    dsn = await create_database(pg_admin_dsn, name)
+    try:
+        yield dsn
+    finally:
+        await drop_database(pg_admin_dsn, name)
+
+
+async def test_the_migrations_run_inside_an_application_alembic_setup(
+    app_database: str, tmp_path: Path
+) -> None:
+    from helpers.cli_run import run_cli
+
+    dsn, schema = app_database, "app_events"
+    app = _application(tmp_path / "app", schema)
+    upgrade = await asyncio.to_thread(_app_alembic, app, dsn, "upgrade", "heads")
+    assert upgrade.returncode == 0, upgrade.stderr
+    conn = await asyncpg.connect(dsn)
+    try:
+        recorded = {r["version_num"] for r in await conn.fetch(
+            "SELECT version_num FROM public.alembic_version")}
+        assert await conn.fetchval("SELECT to_regclass('public.app_orders')") is not None
+    finally:
+        await conn.close()
+    assert recorded == {"a1_orders", head_revision()}
+    assert await _compare(dsn, schema) == []
+    assert await eventuali_pg.current_revision(dsn, schema=schema) == head_revision()
+
+    async with await EventStore.create(dsn, schema=schema) as store:
+        counter = Counter(id="in-the-app")
+        counter.increment()
+        await store.save(counter)
+        assert await store.get_global_position() == 1
+
+    again = await asyncio.to_thread(_app_alembic, app, dsn, "upgrade", "heads")
+    assert again.returncode == 0, again.stderr
+    assert "Running upgrade" not in again.stderr
+
+    migrated = await run_cli("migrate", "--dsn", dsn, "--schema", schema)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "already at the newest revision" in migrated.stdout
+    assert "alembic_version" in migrated.stdout
+    current = await run_cli("migrate", "current", "--dsn", dsn, "--schema", schema)
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.startswith(f"{head_revision()} (head)")
+    async with await EventStore.create(dsn, schema=schema) as store:
+        assert await store.get_global_position() == 1
+
+
+async def test_an_application_managed_schema_behind_is_left_to_the_application(
+    app_database: str, tmp_path: Path
+) -> None:
+    from helpers.cli_run import assert_one_clean_error_line, run_cli
+
+    dsn, schema = app_database, "app_events"
+    app = _application(tmp_path / "app", schema)
+    partial = await asyncio.to_thread(_app_alembic, app, dsn, "upgrade", "0001_initial")
+    assert partial.returncode == 0, partial.stderr
+
+    with pytest.raises(eventuali_pg.SchemaNotReadyError, match="alembic upgrade heads"):
+        await EventStore.create(dsn, schema=schema)
+    migrated = await run_cli("migrate", "--dsn", dsn, "--schema", schema)
+    assert migrated.returncode == 1, migrated
+    assert_one_clean_error_line(
+        migrated.stderr, "error:", "public.alembic_version", "alembic upgrade heads"
+    )
+    assert await _tables(dsn, schema) == {"events", "global_sequence", "checkpoints"}
+    current = await run_cli("migrate", "current", "--dsn", dsn, "--schema", schema)
+    assert current.returncode == 3
+    assert current.stdout.strip() == "0001_initial"
+    assert "alembic upgrade heads" in current.stderr
+
+    upgrade = await asyncio.to_thread(_app_alembic, app, dsn, "upgrade", "heads")
+    assert upgrade.returncode == 0, upgrade.stderr
+    async with await EventStore.create(dsn, schema=schema) as store:
+        assert await store.get_global_position() == 0
+
+
+async def test_the_package_folder_as_a_version_location_is_a_clear_error(
+    app_database: str, tmp_path: Path
+) -> None:
+    app = _application(tmp_path / "app", "app_events")
+    ini = app / "alembic.ini"
+    ini.write_text(ini.read_text().replace(
+        "eventuali_pg.migrations:versions", "eventuali_pg.migrations:."))
+    result = await asyncio.to_thread(_app_alembic, app, app_database, "upgrade", "heads")
+    assert result.returncode != 0
+    assert "eventuali_pg.migrations:versions" in result.stderr
+    assert "asyncio.run() cannot be called" not in result.stderr

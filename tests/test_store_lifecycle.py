@@ -12,7 +12,9 @@ from helpers.domain import Counter
 from eventuali_pg import EventStore, StoreClosedError
 from eventuali_pg.stream import EventStreamer, Subscription
 
-ADMIN_APPLICATION = "eventuali_pg_test_admin"
+#: The test's own connection must not look like the library's (``eventuali_pg%``): it would
+#: count itself, and every wait for "no store connection left" would run to its time limit.
+ADMIN_APPLICATION = "lifecycle_test_admin"
 
 
 @pytest.fixture
@@ -27,7 +29,8 @@ async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 async def _store_connections(admin: asyncpg.Connection) -> int:
     return int(await admin.fetchval(
         "SELECT count(*) FROM pg_stat_activity "
-        "WHERE application_name LIKE 'eventuali\\_pg%' AND datname = current_database()"
+        "WHERE application_name LIKE 'eventuali\\_pg%' AND datname = current_database() "
+        "AND pid <> pg_backend_pid()"
     ))
 
 

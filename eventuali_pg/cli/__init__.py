@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from .parser import HANDLER, PROG, UsageError, build_parser
@@ -46,7 +46,29 @@ class _Terminated(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``eventuali-pg`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run ``eventuali-pg`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Output left in stdout's buffer is flushed here: when the reader of a pipe has gone (``| head
+    -n 1``), that is a quiet exit 0 instead of an error at the interpreter's final flush.
+    """
+    try:
+        code = _main(argv)
+    except BrokenPipeError:
+        code = EXIT_OK
+        _silence_stdout()
+    except KeyboardInterrupt:  # outside a command: while parsing, --help
+        _stderr("interrupted")
+        code = EXIT_INTERRUPTED
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -65,9 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: choose a command (see `{PROG} --help`)", file=sys.stderr)
         return EXIT_USAGE
     debug = bool(args.debug)
-    _configure_logging(debug)
+    with _cli_logging(debug):
+        return _dispatch(str(handler_name), args, debug)
+
+
+def _dispatch(handler_name: str, args: Any, debug: bool) -> int:
+    """Run the command's handler and turn its outcome into an exit code."""
     try:
-        return _run(_load_handler(str(handler_name)), args)
+        return _run(_load_handler(handler_name), args)
     except UsageError as exc:
         command = f"{PROG} {args.command}"
         print(f"{command}: error: {exc} (see `{command} --help`)", file=sys.stderr)
@@ -151,7 +178,9 @@ def _report(exc: BaseException, debug: bool) -> int:
         message = f"unexpected {type(leaf).__name__}: {leaf}"
         if not debug:
             message += f" (run `{PROG} --debug ...` for the traceback)"
-    print(f"error: {message}", file=sys.stderr)
+    from .output import safe_text
+
+    print(f"error: {safe_text(message)}", file=sys.stderr)
     return EXIT_ERROR
 
 
@@ -175,13 +204,71 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _configure_logging(debug: bool) -> None:
-    """Library warnings (reconnects, retries) go to stderr; everything with --debug."""
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record arrives (not when it was created)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _OneLineHandler(_CurrentStderrHandler):
+    """A warning on one line, the exception's type and message appended, no traceback.
+
+    For the library's and the driver's warnings: asyncpg's pool logs "Failed to restore the
+    pool connection floor; retrying" with a traceback each time it fails to reconnect while the
+    server is down (a restart under ``tail``); nothing is lost, so one line is all it takes.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            detail = " ".join(str(exc).split())
+            name = type(exc).__name__
+            message += f" ({name}: {detail})" if detail and detail not in message else f" ({name})"
+        from .output import safe_text
+
+        return f"{PROG}: {record.levelname} {record.name}: {safe_text(message)}"
+
+
+@contextlib.contextmanager
+def _cli_logging(debug: bool) -> Iterator[None]:
+    """Library warnings (reconnects, retries) go to stderr; everything with --debug.
+
+    The loggers are put back as they were afterwards, so :func:`main` can run inside another
+    program (or a test) without changing its logging.
+    """
     root = logging.getLogger("eventuali_pg")
-    if not any(getattr(h, "_eventuali_pg_cli", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
-        handler._eventuali_pg_cli = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    driver = logging.getLogger("asyncpg")
+    quieted = [logging.getLogger(name) for name in _QUIETED_LOGGERS]
+    saved = [(lg, lg.level, lg.propagate) for lg in (root, driver, *quieted)]
+    # Warnings (the library's reconnects and retries, the driver's pool) are one line each;
+    # with --debug, everything and with its traceback.
+    handler = _CurrentStderrHandler() if debug else _OneLineHandler()
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.propagate = False
+    driver.addHandler(handler)
+    driver.setLevel(logging.WARNING)
+    driver.propagate = False
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        driver.removeHandler(handler)
+        for logger, level, propagate in saved:
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+#: Loggers a command may quiet while it runs (restored afterwards).
+_QUIETED_LOGGERS = ("eventuali_pg.projections",)

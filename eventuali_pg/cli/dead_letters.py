@@ -21,7 +21,16 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK
-from .output import console, event_record, json_text, note, short_time, write_json_line
+from .output import (
+    console,
+    event_record,
+    json_text,
+    note,
+    plain,
+    safe_text,
+    short_time,
+    write_json_line,
+)
 from .parser import PROG, UsageError
 from .target import open_store, resolve
 
@@ -67,7 +76,6 @@ async def run_list(args: argparse.Namespace) -> int:
 def _print_table(letters: list[DeadLetter]) -> None:
     from rich import box
     from rich.table import Table
-    from rich.text import Text
 
     if not letters:
         return
@@ -81,13 +89,13 @@ def _print_table(letters: list[DeadLetter]) -> None:
     table.add_column("error", style="red", overflow="ellipsis", no_wrap=True, max_width=70)
     for letter in letters:
         table.add_row(
-            Text(letter.subscription_id),
+            plain(letter.subscription_id),
             str(letter.global_position),
-            Text(letter.event_type),
-            Text(f"{letter.aggregate_type} {letter.aggregate_id}"),
+            plain(letter.event_type),
+            plain(f"{letter.aggregate_type} {letter.aggregate_id}"),
             str(letter.attempts),
             short_time(letter.parked_at),
-            Text(first_line(letter.error)),
+            plain(first_line(letter.error)),
         )
     console().print(table)
 
@@ -152,13 +160,18 @@ async def run_show(args: argparse.Namespace) -> int:
             rows.append((extra.replace("_", " "), str(event[extra])))
     if event.get("metadata"):
         rows.append(("metadata", json.dumps(event["metadata"], ensure_ascii=False)))
-    lines = [f"{name:<13} {_indent(value, 14)}" for name, value in rows]
+    lines = [f"{name:<13} {_indent(_safe(value), 14)}" for name, value in rows]
     payload = json.dumps(event["payload"], indent=2, ensure_ascii=False, default=str)
-    lines.append(f"{'payload':<13} {_indent(payload, 14)}")
+    lines.append(f"{'payload':<13} {_indent(_safe(payload), 14)}")
     lines.append("traceback")
-    lines.append(_indent(letter.traceback.rstrip("\n"), 2, first=True))
+    lines.append(_indent(_safe(letter.traceback.rstrip("\n")), 2, first=True))
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _safe(text: str) -> str:
+    """Stored text for the terminal: control characters escaped, line breaks kept."""
+    return safe_text(text, keep_newlines=True)
 
 
 def _utc(iso: str | None) -> str:
@@ -249,7 +262,7 @@ async def run_retry(args: argparse.Namespace) -> int:
             f"{subscription!r} with {args.projection}; removed it from the dead letters"
         )
         return EXIT_OK
-    error = first_line(after.error) if after is not None else "unknown error"
+    error = safe_text(first_line(after.error)) if after is not None else "unknown error"
     attempts = f" (attempt {after.attempts})" if after is not None else ""
     print(
         f"error: the handler failed again{attempts}: {error}; the event stays parked "

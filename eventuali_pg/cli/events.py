@@ -6,7 +6,15 @@ import argparse
 from typing import TYPE_CHECKING
 
 from . import EXIT_OK
-from .output import console, event_record, note, payload_text, short_time, write_json_line
+from .output import (
+    console,
+    event_record,
+    note,
+    payload_text,
+    plain,
+    short_time,
+    write_json_line,
+)
 from .target import open_store, resolve
 
 if TYPE_CHECKING:
@@ -68,9 +76,9 @@ def _print_table(events: list[Event]) -> None:
         table.add_row(
             str(event.global_position),
             short_time(event.recorded_at),
-            f"{event.aggregate_type} {event.aggregate_id}",
+            plain(f"{event.aggregate_type} {event.aggregate_id}"),
             str(event.aggregate_version),
-            event.event_type,
-            payload_text(event, 60),
+            plain(event.event_type),
+            plain(payload_text(event, 60)),
         )
     console().print(table)

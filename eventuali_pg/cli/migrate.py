@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import EXIT_CHECK_FAILED, EXIT_OK, CommandResult
-from .output import json_text, note
+from .output import json_text, note, safe_text
 from .parser import UsageError
 from .target import Target, resolve
 
@@ -35,27 +35,38 @@ def print_sql(schema: str) -> int:
 
 
 async def _upgrade(args: argparse.Namespace) -> int:
-    from ..migration import current_revision, head_revision, migrate
+    from ..migration import upgrade_schema
 
     target = await resolve(args, migrate_embedded=False)
-    before = await current_revision(target.dsn, schema=target.schema)
-    await migrate(target.dsn, schema=target.schema)
-    head = head_revision()
-    if before == head:
-        print(f"schema {target.schema!r} is already at the newest revision, {head}")
+    result = await upgrade_schema(target.dsn, schema=target.schema)
+    if not result.changed:
+        where = (
+            f" (recorded in {result.table} by your application's alembic setup)"
+            if result.by_application
+            else ""
+        )
+        print(
+            f"schema {target.schema!r} is already at the newest revision, {result.after}{where}"
+        )
     else:
         print(
-            f"upgraded schema {target.schema!r} from {before or 'nothing'} to {head} (head) "
-            f"on {target.describe()}"
+            f"upgraded schema {target.schema!r} from {result.before or 'nothing'} to "
+            f"{result.after} (head) on {target.describe()}"
         )
     return EXIT_OK
 
 
 async def _current(args: argparse.Namespace) -> int:
-    from ..migration import current_revision, head_revision
+    from ..migration import find_revision, head_revision
+    from .target import connect
 
     target: Target = await resolve(args, migrate_embedded=False)
-    revision = await current_revision(target.dsn, schema=target.schema)
+    connection = await connect(target)
+    try:
+        found = await find_revision(connection, target.schema)
+    finally:
+        await connection.close()
+    revision = found.revision if found is not None else None
     head = head_revision()
     if args.json:
         print(
@@ -68,11 +79,24 @@ async def _current(args: argparse.Namespace) -> int:
                 }
             )
         )
-    elif revision is None:
+    elif found is None:
         print("none")
         note(f"schema {target.schema!r} was never migrated; run `eventuali-pg migrate`")
     elif revision == head:
         print(f"{revision} (head)")
+    elif not found.known:
+        print(safe_text(revision or "unknown"))
+        note(
+            f"the database is at a newer revision than this eventuali-pg knows (its newest is "
+            f"{head}): it was migrated by a newer release; upgrade eventuali-pg "
+            "(pip install -U eventuali-pg)"
+        )
+    elif found.by_application:
+        print(revision)
+        note(
+            f"the newest revision is {head}; the revisions are recorded in {found.table} by "
+            "your application's alembic setup: run `alembic upgrade heads` there"
+        )
     else:
         print(revision)
         note(f"the newest revision is {head}; run `eventuali-pg migrate` to upgrade")

@@ -65,6 +65,13 @@ if TYPE_CHECKING:
     _Commands = argparse._SubParsersAction[_Parser]
 
 
+#: The largest global position: PostgreSQL's bigint.
+MAX_POSITION = 2**63 - 1
+#: The largest count (--limit and the like): one more row than asked is read to tell whether
+#: more follow, and that must still be a bigint.
+MAX_COUNT = MAX_POSITION - 1
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -72,6 +79,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT}, got {value}")
     return value
 
 
@@ -84,6 +93,10 @@ def _position(text: str) -> int:
         ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"a global position is 0 or more, got {value}")
+    if value > MAX_POSITION:
+        raise argparse.ArgumentTypeError(
+            f"a global position is at most {MAX_POSITION} (a PostgreSQL bigint), got {value}"
+        )
     return value
 
 

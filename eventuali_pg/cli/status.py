@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..stream.listener import LISTENER_APPLICATION_NAME
 from . import EXIT_OK
-from .output import console, json_text
+from .output import console, json_text, plain, safe_text
 from .target import CLI_APPLICATION_NAME, Target, check_schema, connect, resolve
 
 if TYPE_CHECKING:
@@ -117,23 +117,33 @@ async def _connections(connection: asyncpg.Connection) -> dict[str, Any]:
 def _print(report: dict[str, Any]) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     out = console()
+
+    def line(label: str, *parts: str | tuple[str, str]) -> None:
+        # Every value is data (names from the database, ids), never markup: Text, made safe.
+        out.print(
+            Text.assemble((f"{label:<13} ", "bold"), *(_safe_part(p) for p in parts)),
+            soft_wrap=True,
+        )
+
     rate = f"{report['events_per_second']:.2f}"
     if report["events_last_minute_capped"]:
         rate = f">= {rate}"
-    out.print(f"[bold]database[/]      {report['database']}")
-    out.print(f"[bold]schema[/]        {report['schema']} (revision {report['revision']})")
-    out.print(f"[bold]head[/]          {report['head']}")
-    out.print(
-        f"[bold]write rate[/]    {rate} events/s over the last minute "
-        f"({report['events_last_minute']} events; last recorded "
-        f"{report['last_recorded_at'] or 'never'})"
+    line("database", report["database"])
+    line("schema", f"{report['schema']} (revision {report['revision']})")
+    line("head", str(report["head"]))
+    line(
+        "write rate",
+        f"{rate} events/s over the last minute ({report['events_last_minute']} events; "
+        f"last recorded {report['last_recorded_at'] or 'never'})",
     )
     connections = report["connections"]
-    out.print(
-        f"[bold]connections[/]   {connections['total']} eventuali-pg connection(s), "
-        f"{connections['listeners']} identified as LISTEN connection(s)"
+    line(
+        "connections",
+        f"{connections['total']} eventuali-pg connection(s), "
+        f"{connections['listeners']} identified as LISTEN connection(s)",
     )
     subscriptions = report["subscriptions"]
     if subscriptions:
@@ -145,19 +155,26 @@ def _print(report: dict[str, Any]) -> None:
         for row in subscriptions:
             lag = row["lag"]
             table.add_row(
-                row["subscription_id"],
+                plain(row["subscription_id"]),
                 str(row["checkpoint"]),
-                f"[yellow]{lag}[/]" if lag else "0",
+                Text(str(lag), style="yellow") if lag else "0",
                 row["updated_at"][:19].replace("T", " "),
             )
         out.print(table)
     else:
-        out.print("[bold]subscriptions[/] no durable subscription has a checkpoint yet")
+        line("subscriptions", "no durable subscription has a checkpoint yet")
     dead = report["dead_letters"]
     if dead is not None:
         detail = ", ".join(f"{key}: {n}" for key, n in dead["by_subscription"].items())
         colour = "red" if dead["total"] else "green"
-        out.print(
-            f"[bold]dead letters[/]  [{colour}]{dead['total']}[/] in {dead['table']}"
-            + (f" ({detail})" if detail else "")
+        line(
+            "dead letters",
+            (str(dead["total"]), colour),
+            f" in {dead['table']}" + (f" ({detail})" if detail else ""),
         )
+
+
+def _safe_part(part: str | tuple[str, str]) -> str | tuple[str, str]:
+    if isinstance(part, str):
+        return safe_text(part)
+    return (safe_text(part[0]), part[1])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import EXIT_OK
-from .output import console, event_markup, event_record, note, write_json_line
+from .output import console, event_line, event_record, note, write_json_line
 from .target import open_store, resolve
 
 if TYPE_CHECKING:
@@ -65,6 +65,6 @@ def _text_printer() -> Callable[[Event], None]:
     out = console()
 
     def show(event: Event) -> None:
-        out.print(event_markup(event), soft_wrap=True)
+        out.print(event_line(event), soft_wrap=True)
 
     return show

@@ -1,12 +1,18 @@
-"""Running ``python -m eventuali_pg`` as a subprocess in the CLI tests."""
+"""Running the CLI in the tests: in this process (``run_cli``: ``eventuali_pg.cli.main(argv)`` in
+a worker thread, stdout and stderr captured) or as a ``python -m eventuali_pg`` subprocess
+(``run_cli_process``, ``start_cli``, ``start_shell``) where the process boundary is the point:
+signals, pipes, the embedded server, imports from the current directory, end to end."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import sys
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +55,44 @@ class Result:
         return json.loads(self.stdout)
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Result:
-    """Run the CLI to completion and return its exit code and output."""
+#: One in-process run at a time: sys.stdout, sys.stderr and os.environ are process-wide.
+_IN_PROCESS = threading.Lock()
+
+
+async def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 90) -> Result:
+    """Run ``eventuali_pg.cli.main(args)`` in a worker thread (it calls asyncio.run) with the
+    environment ``env`` (default :func:`cli_env`), and return its exit code and output."""
+    argv = list(args)
+    environment = dict(env if env is not None else cli_env())
+    return await asyncio.wait_for(asyncio.to_thread(_run_in_process, argv, environment), timeout)
+
+
+def _run_in_process(argv: list[str], env: dict[str, str]) -> Result:
+    from eventuali_pg.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _IN_PROCESS, _environment(env), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        code = main(argv)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+async def run_cli_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> Result:
+    """Run ``python -m eventuali_pg`` to completion and return its exit code and output."""
     proc = await asyncio.create_subprocess_exec(
         *command(*args),
         stdout=asyncio.subprocess.PIPE,
