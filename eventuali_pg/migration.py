@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import weakref
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ from ._db.connector import connect
 from ._dsn import DSN_ENVIRONMENT_VARIABLES, resolve_dsn
 from ._identifiers import validate_identifier
 from .errors import ConfigurationError, SchemaNotReadyError
+from .store.revision import oldest_compatible
 from .store.schema import DEFAULT_SCHEMA, VERSION_TABLE
+
+logger = logging.getLogger("eventuali_pg.migration")
 
 SCHEMA_ATTRIBUTE = "eventuali_pg_schema"
 #: alembic.ini option naming the schema, for an application running our revisions in its setup.
@@ -243,6 +247,20 @@ async def check_schema_revision(
     if found.revision == head:
         return head
     if not found.known:
+        recorded = found.revision
+        compatible = (
+            await oldest_compatible(connection, schema, recorded) if recorded is not None else None
+        )
+        if recorded is not None and compatible in known_revisions():
+            logger.info(
+                "schema %r is at revision %s, newer than this library's %s, and declares "
+                "itself usable from revision %s on",
+                schema,
+                found.revision,
+                head,
+                compatible,
+            )
+            return recorded
         raise newer_revision_error(schema, found)
     if found.by_application:
         raise SchemaNotReadyError(

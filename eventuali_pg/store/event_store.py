@@ -25,6 +25,7 @@ from .appender import AppendResult, SaveUnit, append, append_with_inline, stage
 from .inline import InlineHandler, InlineProjection
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
+from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
 from .transaction import TransactionScope, check_caller_transaction
@@ -527,6 +528,9 @@ class EventStore:
 
 
 async def _check_schema(pool: Pool, schema: str) -> None:
+    async with pool.acquire() as conn:
+        if await is_current(conn, schema):
+            return  # alembic is imported only when there is something to explain
     from ..migration import check_schema_revision
 
     command = (

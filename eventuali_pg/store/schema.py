@@ -26,19 +26,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from .._identifiers import validate_identifier
+from .revision import BRANCH_LABEL, COMPATIBILITY_TABLE, SCHEMA_REVISION, VERSION_TABLE
 from .sql import DEFAULT_SCHEMA
 
-__all__ = ["BRANCH_LABEL", "DEFAULT_SCHEMA", "VERSION_TABLE", "build_metadata", "table_names"]
+__all__ = [
+    "BRANCH_LABEL",
+    "COMPATIBILITY_TABLE",
+    "DEFAULT_SCHEMA",
+    "SCHEMA_REVISION",
+    "VERSION_TABLE",
+    "build_metadata",
+    "table_names",
+]
 
-#: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0006_snapshots"
-
-#: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
-#: alembic setup (``alembic upgrade eventuali_pg@head``).
-BRANCH_LABEL = "eventuali_pg"
-
-#: Name of the alembic version table, kept inside the store's own schema.
-VERSION_TABLE = "alembic_version_eventuali_pg"
 
 
 def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
@@ -151,6 +151,18 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("aggregate_id", name="snapshots_pkey"),
         CheckConstraint("version > 0", name="snapshots_version_positive"),
+    )
+
+    # One row: the oldest library schema revision that can still use this schema (each
+    # migration sets it; an older library accepts a newer schema that declares it compatible).
+    Table(
+        COMPATIBILITY_TABLE,
+        metadata,
+        Column("id", SmallInteger, nullable=False, autoincrement=False),
+        Column("revision", Text, nullable=False),
+        Column("oldest_compatible", Text, nullable=False),
+        PrimaryKeyConstraint("id", name="schema_compatibility_pkey"),
+        CheckConstraint("id = 1", name="schema_compatibility_single_row"),
     )
 
     Table(

@@ -1,8 +1,11 @@
-"""Snapshots: an aggregate's state at a version, so ``load`` replays only the events after it.
+"""Snapshots: an aggregate's state at a version, so ``load`` replays only the events after it;
+and the schema's compatibility declaration.
 
-One row per aggregate and snapshot version (the shape of the state, declared by the aggregate
-class); rows of another snapshot version are ignored by loads and replaced by the next
-snapshot.
+One snapshot row per aggregate (with the snapshot version: the shape of the state, declared by
+the aggregate class); a snapshot of another snapshot version is ignored by loads and replaced by
+the next one. ``schema_compatibility`` holds one row: the revision and the oldest library
+revision that can still use the schema. Every later revision sets it, so an older release
+keeps running against a newer schema that declares itself compatible (rolling deploys).
 
 Revision ID: 0006_snapshots
 Revises: 0005_append_only
@@ -39,8 +42,22 @@ def upgrade() -> None:
         sa.CheckConstraint("version > 0", name="snapshots_version_positive"),
         schema=schema,
     )
+    op.create_table(
+        "schema_compatibility",
+        sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
+        sa.Column("revision", sa.Text(), nullable=False),
+        sa.Column("oldest_compatible", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="schema_compatibility_pkey"),
+        sa.CheckConstraint("id = 1", name="schema_compatibility_single_row"),
+        schema=schema,
+    )
+    op.execute(
+        f"INSERT INTO {schema}.schema_compatibility (id, revision, oldest_compatible) "
+        f"VALUES (1, '{revision}', '{revision}')"
+    )
 
 
 def downgrade() -> None:
     schema = migration_schema()
+    op.drop_table("schema_compatibility", schema=schema)
     op.drop_table("snapshots", schema=schema)
