@@ -23,6 +23,7 @@ from helpers.projection_process import (
 )
 
 from eventuali_pg import EventStore
+from eventuali_pg.projections.groups import DEFAULT_PARTITIONS
 
 pytestmark = pytest.mark.slow
 
@@ -181,13 +182,13 @@ async def test_consumer_group_of_three_processes(
         versions.setdefault(row["aggregate_id"], []).append(row["version"])
     assert len(members) == 300
     for aggregate_id, seen_by in members.items():
-        expected = f"m{zlib.crc32(aggregate_id.encode()) % 3}"
+        expected = f"m{zlib.crc32(aggregate_id.encode()) % DEFAULT_PARTITIONS % 3}"
         assert seen_by == {expected}
         assert versions[aggregate_id] == list(range(1, 11))
     per_member = Counter(row["worker"] for row in rows)
     assert set(per_member) == {"m0", "m1", "m2"}
-    for member in range(3):
-        assert await checkpoint(dsn, f"proj-test#{member}/3") == head
+    for partition in range(DEFAULT_PARTITIONS):  # every partition's checkpoint is at the head
+        assert await checkpoint(dsn, f"proj-test#partition-{partition}-of-16") == head
 
 
 async def test_single_active_consumer_takes_over_when_holder_dies(

@@ -104,6 +104,39 @@ class CheckpointStore:
                 "stored checkpoint"
             )
 
+    async def get_many(
+        self, subscription_ids: list[str], *, connection: Any = None
+    ) -> dict[str, int]:
+        """The stored position of each id (0 for one with no checkpoint)."""
+        for subscription_id in subscription_ids:
+            check_subscription_id(subscription_id)
+        async with using(self._store, connection) as conn:
+            rows = await conn.fetch(self._sql.checkpoints_get, subscription_ids)
+        stored = {row["subscription_id"]: int(row["position"]) for row in rows}
+        return {name: stored.get(name, 0) for name in subscription_ids}
+
+    async def advance_many(
+        self, expected: dict[str, int], position: int, *, connection: Any = None
+    ) -> None:
+        """Move each checkpoint of ``expected`` from exactly its expected position forward to
+        ``position``, all or none (inside a transaction); :class:`CheckpointError` when one of
+        them is not where expected (another consumer, or a reset)."""
+        check_position(position)
+        if any(value >= position for value in expected.values()):
+            raise self._backwards(", ".join(expected), max(expected.values()), position)
+        ids = list(expected)
+        async with using(self._store, connection) as conn:
+            moved = await conn.fetchval(
+                self._sql.checkpoints_advance_from, ids, [expected[i] for i in ids], position
+            )
+        if moved != len(ids):
+            raise CheckpointError(
+                f"checkpoints {', '.join(ids)} were not all where this consumer left them: "
+                "another consumer processed some of these partitions meanwhile (a group being "
+                "resized), or they were reset. This consumer must resume from the stored "
+                "checkpoints"
+            )
+
     async def reset(
         self, subscription_id: str, position: int = 0, *, connection: Any = None
     ) -> None:

@@ -28,18 +28,21 @@ class _Positioned:
     """The position methods: the runner's checkpoint once bound, else a value in memory."""
 
     _checkpoints: CheckpointStore | None = None
-    _checkpoint_id: str | None = None
+    _checkpoint_ids: list[str] | None = None
     _memory_position: int | None = None
 
-    def _bind(self, checkpoints: CheckpointStore, checkpoint_id: str) -> None:
+    def _bind(self, checkpoints: CheckpointStore, checkpoint_ids: list[str]) -> None:
         self._checkpoints = checkpoints
-        self._checkpoint_id = checkpoint_id
+        self._checkpoint_ids = checkpoint_ids
 
     async def get_last_processed_position(self) -> int | None:
         """The global position processed last (the stored checkpoint once a runner has bound
-        the projection), None before any."""
-        if self._checkpoints is not None and self._checkpoint_id is not None:
-            return await self._checkpoints.get(self._checkpoint_id)
+        the projection; for a group member, the lowest of its partitions'), None before any."""
+        if self._checkpoints is not None and self._checkpoint_ids:
+            positions = [await self._checkpoints.get(name) for name in self._checkpoint_ids]
+            if all(position is None for position in positions):
+                return None
+            return min(position or 0 for position in positions)
         return self._memory_position
 
     async def set_last_processed_position(self, position: int) -> None:
@@ -49,8 +52,9 @@ class _Positioned:
         runner calls this itself, applications rarely need to.
         """
         check_position(position)
-        if self._checkpoints is not None and self._checkpoint_id is not None:
-            await self._checkpoints.advance(self._checkpoint_id, position)
+        if self._checkpoints is not None and self._checkpoint_ids:
+            for name in self._checkpoint_ids:
+                await self._checkpoints.advance(name, position)
             return
         if self._memory_position is not None and position < self._memory_position:
             from ..errors import CheckpointError

@@ -184,7 +184,14 @@ class ProjectionRunner:
             if single_active
             else None
         )
-        projection._bind(self._checkpoints, self._checkpoint_id)
+        # The checkpoint rows: the subscription's own, or one per partition a member handles.
+        self._checkpoint_ids = (
+            group.partition_checkpoint_ids(subscription_id)
+            if group is not None
+            else [subscription_id]
+        )
+        self._positions: dict[str, int] = dict.fromkeys(self._checkpoint_ids, 0)
+        projection._bind(self._checkpoints, self._checkpoint_ids)
         self._streamer: EventStreamer | None = None
         # Exactly-once: the session's own connection for the batch transactions.
         self._connection: Any = None
@@ -197,7 +204,7 @@ class ProjectionRunner:
         self._progress = asyncio.Condition()
         self._active = False
         self._processed = 0
-        self._committed = 0
+        self._committed = 0  # the lowest position of this runner's checkpoints
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
         self._handled = 0
@@ -332,8 +339,9 @@ class ProjectionRunner:
             )
         was_running = self.running
         await self.stop()
-        await rewind(self._store, self._projection, self._subscription_id, [self._checkpoint_id])
+        await rewind(self._store, self._projection, self._subscription_id, self._checkpoint_ids)
         self._processed = self._committed = 0
+        self._positions = dict.fromkeys(self._checkpoint_ids, 0)
         self._since_checkpoint = 0
         if was_running:
             await self.start()
@@ -412,7 +420,8 @@ class ProjectionRunner:
 
     async def _session(self, streamer: EventStreamer) -> None:
         async with database_step():
-            stored = await self._checkpoints.get(self._checkpoint_id) or 0
+            self._positions = await self._checkpoints.get_many(self._checkpoint_ids)
+            stored = min(self._positions.values())
             if self._exactly_once:
                 self._connection = await open_connection(self._store)
         try:
@@ -538,7 +547,16 @@ class ProjectionRunner:
         group = self._group
         if group is None:
             return list(batch)
-        return [item for item in batch if group.owns(item.event.aggregate_id)]
+        mine = []
+        for item in batch:
+            if not group.owns(item.event.aggregate_id):
+                continue
+            partition = group.partition_checkpoint_id(
+                self._subscription_id, group.partition(item.event.aggregate_id)
+            )
+            if item.global_position > self._positions[partition]:
+                mine.append(item)  # else: handled already, by this partition's former member
+        return mine
 
     async def _handle(self, batch: list[StreamEvent]) -> None:
         self._batches += 1
@@ -577,11 +595,9 @@ class ProjectionRunner:
         if self._exactly_once:
             conn = self._connection
             async with database_step(), conn.transaction():
-                await self._checkpoints.advance(
-                    self._checkpoint_id, last, expected=self._committed, connection=conn
-                )
+                await self._advance_checkpoints(last, connection=conn)
                 await self._call_handler(events, single, conn)
-            self._committed = last
+            self._moved(last)
         else:
             await self._call_handler(events, single, None)
         self._handled += len(events)
@@ -654,16 +670,11 @@ class ProjectionRunner:
         if self._exactly_once:
             conn = self._connection
             async with database_step(), conn.transaction():
-                await self._checkpoints.advance(
-                    self._checkpoint_id,
-                    item.global_position,
-                    expected=self._committed,
-                    connection=conn,
-                )
+                await self._advance_checkpoints(item.global_position, connection=conn)
                 await self._dead_letters.park(
                     self._subscription_id, item.event, error, attempts, connection=conn
                 )
-            self._committed = item.global_position
+            self._moved(item.global_position)
         else:
             async with database_step():
                 await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
@@ -676,6 +687,24 @@ class ProjectionRunner:
         async with self._progress:
             self._progress.notify_all()
 
+    async def _advance_checkpoints(self, position: int, *, connection: Any = None) -> None:
+        """Move every checkpoint of this runner that is behind ``position`` to it, each fenced
+        on where this runner last left it (:meth:`_moved` records the move once committed)."""
+        behind = {name: at for name, at in self._positions.items() if at < position}
+        if not behind:
+            return
+        if len(behind) == 1:
+            ((name, at),) = behind.items()
+            await self._checkpoints.advance(name, position, expected=at, connection=connection)
+        else:
+            await self._checkpoints.advance_many(behind, position, connection=connection)
+
+    def _moved(self, position: int) -> None:
+        for name, at in self._positions.items():
+            if at < position:
+                self._positions[name] = position
+        self._committed = min(self._positions.values())
+
     async def _flush(self) -> None:
         """Write the checkpoint of everything processed (at-least-once, and skipped events).
 
@@ -686,10 +715,8 @@ class ProjectionRunner:
         position = self._processed
         if position > self._committed:
             async with database_step():
-                await self._checkpoints.advance(
-                    self._checkpoint_id, position, expected=self._committed
-                )
-            self._committed = position
+                await self._advance_checkpoints(position)
+            self._moved(position)
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
 

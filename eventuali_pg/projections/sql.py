@@ -59,6 +59,36 @@ RETURNING position
             "VALUES ($1, $2, now()) ON CONFLICT (subscription_id) DO NOTHING RETURNING position"
         )
 
+
+    @property
+    def checkpoints_advance_from(self) -> str:
+        """Move each checkpoint of ``$1`` from exactly its ``$2`` to ``$3`` (creating it when
+        expected at 0); returns how many moved. Fewer than ``$1`` has: a fence failed."""
+        s = self.schema
+        return f"""
+WITH wanted AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[]) AS w(id, expected)
+), moved AS (
+    UPDATE {s}.checkpoints c SET position = $3, updated_at = now() FROM wanted w
+    WHERE c.subscription_id = w.id AND c.position = w.expected
+    RETURNING c.subscription_id
+), created AS (
+    INSERT INTO {s}.checkpoints (subscription_id, position, updated_at)
+    SELECT w.id, $3, now() FROM wanted w WHERE w.expected = 0
+    ON CONFLICT (subscription_id) DO NOTHING
+    RETURNING subscription_id
+)
+SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created)
+"""
+
+    @property
+    def checkpoints_get(self) -> str:
+        """Positions of the checkpoints ``$1`` (absent ones are left out)."""
+        return (
+            f"SELECT subscription_id, position FROM {self.schema}.checkpoints "
+            "WHERE subscription_id = ANY($1::text[])"
+        )
+
     @property
     def checkpoint_set(self) -> str:
         """Set checkpoint ``$1`` to ``$2`` whatever it was (explicit reset)."""
