@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_json
 
 from ..errors import PayloadTooLargeError, SerializationError
 from ..models import ENVELOPE_FIELDS, Event
 
 _ENVELOPE: set[str] = set(ENVELOPE_FIELDS)
+
+# A NUL character encodes as \u0000 after an even number of backslashes (the escape's own
+# backslash is then the odd one); r"C:\u0000dir" encodes as "C:\\u0000dir", which is text.
+_REAL_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_PLAIN = (str, int, float, bool, type(None), Decimal, uuid.UUID)
+_MINUTE = timedelta(minutes=1)
 
 
 @dataclass
@@ -54,15 +66,20 @@ class EncodedBatch:
 
     def add(self, event: Event, *, max_payload_bytes: int) -> None:
         """Encode ``event`` and append its columns; raise before anything is stored if it can't."""
+        # Fields go out under their aliases, as validation reads them back (Event sets
+        # populate_by_name, so fields with only a validation alias come back by name).
         payload = _encode_json(
-            lambda: event.model_dump_json(exclude=_ENVELOPE).encode(), event, "payload"
+            lambda: event.model_dump_json(exclude=_ENVELOPE, by_alias=True).encode(),
+            event,
+            "payload",
         )
+        _check_offsets(event)
         metadata = (
             _encode_json(lambda: to_json(event.metadata), event, "metadata")
             if event.metadata
-            else "{}"
+            else b"{}"
         )
-        size = len(payload) + len(metadata)
+        size = len(payload) + len(metadata)  # UTF-8 bytes, as the limit says
         if size > max_payload_bytes:
             raise PayloadTooLargeError(
                 f"event {event.event_type!r} of aggregate {event.aggregate_id!r} encodes to "
@@ -78,15 +95,15 @@ class EncodedBatch:
         self.aggregate_versions.append(event.aggregate_version)
         self.event_types.append(event.event_type)
         self.event_versions.append(event.event_version)
-        self.payloads.append(payload)
+        self.payloads.append(str(payload, "utf-8"))
         self.causation_ids.append(event.causation_id)
         self.correlation_ids.append(event.correlation_id)
         self.user_ids.append(event.user_id)
-        self.metadata.append(metadata)
+        self.metadata.append(str(metadata, "utf-8"))
         self.occurred_at.append(event.timestamp)
 
 
-def _encode_json(produce: Callable[[], bytes], event: Event, what: str) -> str:
+def _encode_json(produce: Callable[[], bytes], event: Event, what: str) -> bytes:
     try:
         encoded = produce()
         if b"NaN" in encoded or b"Infinity" in encoded:
@@ -99,13 +116,57 @@ def _encode_json(produce: Callable[[], bytes], event: Event, what: str) -> str:
             "JSON-compatible field types (str, int, float, bool, None, lists, dicts, datetime, "
             "UUID, Decimal, pydantic models) and finite numbers"
         ) from exc
-    if b"\\u0000" in encoded:
+    if b"\\u0000" in encoded and _REAL_NUL.search(encoded):
         raise SerializationError(
             f"the {what} of event {event.event_type!r} contains a NUL character (\\u0000), "
             "which PostgreSQL's jsonb cannot store; remove it or encode the value (e.g. base64)"
         )
-    return str(encoded, "utf-8")
+    return encoded
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a finite number")
+
+
+def _check_offsets(event: Event) -> None:
+    """Refuse payload datetimes and times JSON cannot give back equal.
+
+    pydantic writes UTC offsets to the minute, so a datetime at +00:00:30 (local mean time in
+    historical time zones) would load back as another instant.
+    """
+    extra = event.__pydantic_extra__ or {}
+    for name, value in [*event.__dict__.items(), *extra.items()]:
+        if name in _ENVELOPE:
+            continue
+        found = _lossy_offset(value)
+        if found is not None:
+            raise SerializationError(
+                f"the payload of event {event.event_type!r} holds {found!r} in field {name!r}, "
+                f"whose UTC offset {found.utcoffset()} is not a whole number of minutes; JSON "
+                "keeps offsets to the minute, so it would load back as another time. Convert "
+                "it first, e.g. value.astimezone(UTC)"
+            )
+
+
+def _lossy_offset(value: object) -> datetime | time | None:
+    if isinstance(value, _PLAIN):
+        return None
+    if isinstance(value, (datetime, time)):
+        offset = value.utcoffset()
+        return value if offset is not None and offset % _MINUTE else None
+    children: Any
+    if isinstance(value, BaseModel):
+        children = [*value.__dict__.values(), *(value.__pydantic_extra__ or {}).values()]
+    elif isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = vars(value).values()
+    else:
+        return None
+    for child in children:
+        found = _lossy_offset(child)
+        if found is not None:
+            return found
+    return None

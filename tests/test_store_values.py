@@ -1,0 +1,306 @@
+"""Issue 16: values that pass the model but PostgreSQL refuses or cannot give back.
+
+Each test names the item of the issue it covers (A: values PostgreSQL refuses, B: the payload
+limit counts bytes, C: only what loads back equal is saved, D: JSON number limits, E: the NUL
+check and escaped backslashes). Every refusal is an InvalidInputError raised before anything is
+written, naming the field; the good aggregate saved alongside is not written either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from helpers.db import assert_state
+from helpers.domain import Blob, Bucket, Counter, Incremented, Opaque
+from pydantic import Field
+
+from eventuali_pg import (
+    Aggregate,
+    Event,
+    EventStore,
+    InvalidInputError,
+    PayloadTooLargeError,
+    SerializationError,
+)
+from eventuali_pg.store.validation import MAX_NAME_BYTES
+
+
+@pytest.fixture
+async def store(dsn: str) -> AsyncIterator[EventStore]:
+    store = await EventStore.create(dsn)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _one_saved(store: EventStore) -> Counter:
+    """A committed aggregate at position 1, so "nothing written" is not just "still empty"."""
+    counter = Counter(id="existing")
+    counter.increment()
+    await store.save(counter)
+    counter.increment()  # uncommitted again: saved alongside the bad one, must not be written
+    return counter
+
+
+async def _refused(store: EventStore, dsn: str, bad: Aggregate, *, match: str) -> None:
+    good = await _one_saved(store)
+    with pytest.raises(InvalidInputError, match=match):
+        await store.save_all([good, bad])
+    await assert_state(dsn, 1)
+    assert good.has_uncommitted_events() and bad.has_uncommitted_events()
+
+
+# -- A: text PostgreSQL refuses ------------------------------------------------------------------
+
+TOO_LONG = "é" * (MAX_NAME_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
+BAD_TEXT = [
+    pytest.param("a\x00b", "NUL", id="nul"),
+    pytest.param("a\ud800b", "surrogate", id="lone-surrogate"),
+    pytest.param(TOO_LONG, "bytes", id="too-long"),
+]
+ENVELOPE_TEXT = ["user_id", "causation_id", "correlation_id", "event_type", "aggregate_type"]
+
+
+@pytest.mark.parametrize(("value", "why"), BAD_TEXT)
+async def test_a_bad_aggregate_id_is_refused(
+    store: EventStore, dsn: str, value: str, why: str
+) -> None:
+    """Item A: NUL, lone surrogates and ids too long for the btree index."""
+    bad = Counter(id=value)
+    bad.increment()
+    await _refused(store, dsn, bad, match=f"(?s)aggregate id.*{why}")
+
+
+@pytest.mark.parametrize("field", ENVELOPE_TEXT)
+@pytest.mark.parametrize(("value", "why"), BAD_TEXT)
+async def test_a_bad_envelope_text_is_refused(
+    store: EventStore, dsn: str, field: str, value: str, why: str
+) -> None:
+    """Item A: the same for every text column of the envelope."""
+    bad = Counter(id="bad")
+    bad.increment()
+    setattr(bad.get_uncommitted_events()[0], field, value)
+    await _refused(store, dsn, bad, match=f"(?s){field}.*{why}")
+
+
+async def test_a_bad_aggregate_type_of_a_class_is_refused(store: EventStore, dsn: str) -> None:
+    """Item A: an aggregate class whose type name PostgreSQL refuses."""
+
+    class Nul(Aggregate):
+        aggregate_type = "Nul\x00"
+
+        def apply_incremented(self, event: Incremented) -> None:
+            pass
+
+    bad = Nul(id="nul-type")
+    bad.apply(Incremented())
+    await _refused(store, dsn, bad, match="aggregate_type.*NUL")
+
+
+async def test_a_ids_at_the_limit_are_stored(store: EventStore) -> None:
+    """Item A: the documented limit itself is fine, counted in UTF-8 bytes."""
+    at_limit = "é" * (MAX_NAME_BYTES // 2)
+    counter = Counter(id=at_limit)
+    event = counter.increment()
+    event.user_id = event.correlation_id = event.causation_id = at_limit
+    await store.save(counter)
+    (loaded,) = await store.load_events(at_limit)
+    assert loaded.aggregate_id == at_limit and loaded.user_id == at_limit
+
+
+@pytest.mark.parametrize("version", [-1, 0, 2**31, True, 1.0, "1", None], ids=repr)
+async def test_a_bad_event_version_is_refused(
+    store: EventStore, dsn: str, version: object
+) -> None:
+    """Item A: event_version is an int4 >= 1 (-1 used to be stored)."""
+    bad = Counter(id="bad")
+    bad.increment()
+    bad.get_uncommitted_events()[0].event_version = version  # type: ignore[assignment]
+    await _refused(store, dsn, bad, match="event_version")
+
+
+async def test_a_largest_event_version_is_stored(store: EventStore) -> None:
+    """Item A: 2**31 - 1 still fits."""
+    counter = Counter(id="v")
+    counter.apply(Incremented(event_version=2**31 - 1))
+    await store.save(counter)
+    (loaded,) = await store.load_events("v")
+    assert loaded.event_version == 2**31 - 1
+
+
+async def test_a_aggregate_version_beyond_int4_is_refused(store: EventStore, dsn: str) -> None:
+    """Item A: aggregate versions are int4."""
+    bad = Counter(id="big", version=2**31 - 1)
+    bad.increment()
+    await _refused(store, dsn, bad, match="version")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("\ud800", id="string"),
+        pytest.param({"k\udc00": 1}, id="key"),
+        pytest.param([{"deep": "x\udfff"}], id="nested"),
+    ],
+)
+async def test_a_lone_surrogates_in_json_are_refused(
+    store: EventStore, dsn: str, value: Any
+) -> None:
+    """Item A: payload and metadata strings and keys must be valid UTF-8."""
+    bad = Bucket(id="payload")
+    bad.apply(Opaque(value=value))
+    await _refused(store, dsn, bad, match="payload")
+    meta = Bucket(id="meta")
+    meta.apply(Opaque(metadata={"m": value}))
+    with pytest.raises(SerializationError, match="metadata"):
+        await store.save(meta)
+    await assert_state(dsn, 1)
+
+
+# -- B: the payload limit counts bytes -----------------------------------------------------------
+
+
+async def test_b_payload_limit_counts_utf8_bytes(dsn: str) -> None:
+    """Item B: 900 emoji are 3,600 bytes, over a 1,000-byte limit (they used to pass)."""
+    async with await EventStore.create(dsn, max_payload_bytes=1000) as store:
+        bucket = Bucket(id="emoji")
+        bucket.apply(Blob(data="\N{GRINNING FACE}" * 900))
+        with pytest.raises(PayloadTooLargeError) as info:
+            await store.save(bucket)
+        assert info.value.size > 3600 and info.value.limit == 1000
+        meta = Bucket(id="meta")
+        meta.apply(Blob(data="", metadata={"m": "\N{GRINNING FACE}" * 300}))
+        with pytest.raises(PayloadTooLargeError):
+            await store.save(meta)
+        await assert_state(dsn, 0)
+
+
+# -- C: timestamps and payload values that would not load back equal ----------------------------
+
+UTC_MINUS_5 = timezone(timedelta(hours=-5))
+UTC_PLUS_5 = timezone(timedelta(hours=5))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        pytest.param(datetime.max.replace(tzinfo=UTC), id="max"),
+        pytest.param(datetime.min.replace(tzinfo=UTC), id="min"),
+        pytest.param(datetime(9999, 12, 31, 20, tzinfo=UTC_MINUS_5), id="past-max-in-utc"),
+        pytest.param(datetime(1, 1, 1, 1, tzinfo=UTC_PLUS_5), id="before-min-in-utc"),
+        pytest.param(datetime(2020, 1, 1), id="naive"),
+    ],
+)
+async def test_c_timestamps_outside_the_range_are_refused(
+    store: EventStore, dsn: str, timestamp: datetime
+) -> None:
+    """Item C: datetime.max/min are stored as +-infinity and load back naive (load fails)."""
+    bad = Counter(id="ts")
+    event = bad.increment()
+    event.timestamp = timestamp
+    await _refused(store, dsn, bad, match="timestamp")
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        datetime.max.replace(tzinfo=UTC) - timedelta(microseconds=1),
+        datetime.min.replace(tzinfo=UTC) + timedelta(microseconds=1),
+        datetime(9999, 12, 31, 18, 59, tzinfo=UTC_MINUS_5),
+        datetime(1, 1, 1, 5, 1, tzinfo=UTC_PLUS_5),
+    ],
+    ids=str,
+)
+async def test_c_timestamps_at_the_edges_load_back_equal(
+    store: EventStore, timestamp: datetime
+) -> None:
+    """Item C: the safe range is every instant strictly between datetime.min and max (UTC)."""
+    counter = Counter(id="edge")
+    counter.apply(Incremented(timestamp=timestamp))
+    await store.save(counter)
+    (loaded,) = await store.load_events("edge")
+    assert loaded.timestamp == timestamp
+
+
+class Stamped(Event):
+    when: datetime
+
+
+class StampBucket(Aggregate):
+    def apply_stamped(self, event: Stamped) -> None:
+        pass
+
+    def apply_aliased(self, event: Aliased) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "offset", [timedelta(seconds=30), timedelta(hours=1, microseconds=5)], ids=str
+)
+async def test_c_payload_datetime_with_sub_minute_offset_is_refused(
+    store: EventStore, dsn: str, offset: timedelta
+) -> None:
+    """Item C: JSON keeps offsets to the minute, so such a datetime would load back moved."""
+    bad = StampBucket(id="offset")
+    bad.apply(Stamped(when=datetime(1850, 1, 1, tzinfo=timezone(offset))))
+    await _refused(store, dsn, bad, match="(?s)when.*offset")
+
+
+async def test_c_payload_datetime_with_minute_offset_loads_back_equal(store: EventStore) -> None:
+    """Item C: ordinary offsets (and naive datetimes) round-trip."""
+    for i, when in enumerate([datetime(1, 1, 1, tzinfo=UTC_MINUS_5), datetime(2020, 2, 29)]):
+        bucket = StampBucket(id=f"fine-{i}")
+        saved = bucket.apply(Stamped(when=when))
+        await store.save(bucket)
+        (loaded,) = await store.load_events(f"fine-{i}")
+        assert isinstance(loaded, Stamped) and loaded.when == when
+        assert loaded.model_dump() == saved.model_dump()
+
+
+class Aliased(Event):
+    display_name: str = Field(alias="displayName")
+    count: int = Field(default=0, alias="Count")
+
+
+async def test_c_aliased_fields_load_back_equal(store: EventStore) -> None:
+    """Item C: a field with an alias was dumped by name, validated by alias: it failed to load."""
+    bucket = StampBucket(id="alias")
+    saved = bucket.apply(Aliased(displayName="Ann", Count=3))
+    await store.save(bucket)
+    (loaded,) = await store.load_events("alias")
+    assert isinstance(loaded, Aliased)
+    assert loaded.display_name == "Ann" and loaded.count == 3
+    assert loaded.model_extra == {}
+    assert loaded.model_dump() == saved.model_dump()
+
+
+# -- E: NUL detection --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [r"C:\u0000dir", "\\\\u0000", "\\" * 3 + "u0000", "\\" * 4 + "u0000"],
+    ids=repr,
+)
+async def test_e_backslash_u0000_text_is_stored(store: EventStore, text: str) -> None:
+    """Item E: a backslash followed by "u0000" is ordinary text, not a NUL."""
+    bucket = Bucket(id="path")
+    bucket.apply(Blob(data=text, metadata={text: text}))
+    await store.save(bucket)
+    (loaded,) = await store.load_events("path")
+    assert loaded.data == text  # type: ignore[attr-defined]
+    assert loaded.metadata == {text: text}
+
+
+@pytest.mark.parametrize("text", ["\x00", "\\\x00", "\\\\\x00", "a\\" + "\x00"], ids=repr)
+async def test_e_real_nul_after_backslashes_is_refused(
+    store: EventStore, dsn: str, text: str
+) -> None:
+    """Item E: a real NUL is still found whatever precedes it."""
+    bad = Bucket(id="nul")
+    bad.apply(Blob(data=text))
+    await _refused(store, dsn, bad, match="NUL")
