@@ -8,6 +8,7 @@ written, naming the field; the good aggregate saved alongside is not written eit
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from helpers.db import assert_state
 from helpers.domain import Blob, Bucket, Counter, Incremented, Opaque
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from eventuali_pg import (
     Aggregate,
@@ -237,6 +238,9 @@ class StampBucket(Aggregate):
     def apply_aliased(self, event: Aliased) -> None:
         pass
 
+    def apply_nested_reading(self, event: NestedReading) -> None:
+        pass
+
 
 @pytest.mark.parametrize(
     "offset", [timedelta(seconds=30), timedelta(hours=1, microseconds=5)], ids=str
@@ -276,6 +280,31 @@ async def test_c_aliased_fields_load_back_equal(store: EventStore) -> None:
     assert loaded.display_name == "Ann" and loaded.count == 3
     assert loaded.model_extra == {}
     assert loaded.model_dump() == saved.model_dump()
+
+
+class Reading(BaseModel):
+    value: float
+
+
+class NestedReading(Event):
+    reading: Reading
+    readings: list[Reading] = Field(default_factory=list)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=repr)
+async def test_c_non_finite_float_in_a_nested_model_is_refused(
+    store: EventStore, dsn: str, value: float
+) -> None:
+    """Item C: a nested model's own config writes NaN/inf as null, which then failed every
+    load of the aggregate (found by the round-trip property)."""
+    bad = StampBucket(id="nested")
+    bad.apply(NestedReading(reading=Reading(value=1.0), readings=[Reading(value=value)]))
+    await _refused(store, dsn, bad, match="(?s)readings.*non-finite")
+    meta = StampBucket(id="meta")
+    meta.apply(NestedReading(reading=Reading(value=1.0), metadata={"r": Reading(value=value)}))
+    with pytest.raises(SerializationError, match="metadata"):
+        await store.save(meta)
+    await assert_state(dsn, 1)
 
 
 # -- E: NUL detection --------------------------------------------------------------------------

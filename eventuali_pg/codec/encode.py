@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -73,7 +74,7 @@ class EncodedBatch:
             event,
             "payload",
         )
-        _check_offsets(event)
+        _check_values(event)
         metadata = (
             _encode_json(lambda: to_json(event.metadata), event, "metadata")
             if event.metadata
@@ -128,32 +129,47 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a finite number")
 
 
-def _check_offsets(event: Event) -> None:
-    """Refuse payload datetimes and times JSON cannot give back equal.
+def _check_values(event: Event) -> None:
+    """Refuse payload and metadata values JSON cannot give back equal.
 
-    pydantic writes UTC offsets to the minute, so a datetime at +00:00:30 (local mean time in
-    historical time zones) would load back as another instant.
+    A non-finite float in a nested model (whose own config writes it as ``null``) would load
+    back as None, which a float field refuses: every later load would fail. A payload datetime
+    or time whose UTC offset is not a whole number of minutes would load back as another time:
+    pydantic writes offsets to the minute (historical zones have offsets like +00:09:21).
     """
     extra = event.__pydantic_extra__ or {}
-    for name, value in [*event.__dict__.items(), *extra.items()]:
-        if name in _ENVELOPE:
-            continue
-        found = _lossy_offset(value)
-        if found is not None:
+    values = [(k, v) for k, v in [*event.__dict__.items(), *extra.items()] if k not in _ENVELOPE]
+    for what, items, offsets in (("payload", values, True), ("metadata", event.metadata, False)):
+        pairs = items.items() if isinstance(items, dict) else items
+        for name, value in pairs:
+            found = _lossy(value, offsets)
+            if found is None:
+                continue
+            if isinstance(found, float):
+                problem = (
+                    f"the non-finite number {found!r}, which JSON cannot hold; store a finite "
+                    "number or None"
+                )
+            else:
+                problem = (
+                    f"{found!r}, whose UTC offset {found.utcoffset()} is not a whole number of "
+                    "minutes; JSON keeps offsets to the minute, so it would load back as "
+                    "another time. Convert it first, e.g. value.astimezone(UTC)"
+                )
             raise SerializationError(
-                f"the payload of event {event.event_type!r} holds {found!r} in field {name!r}, "
-                f"whose UTC offset {found.utcoffset()} is not a whole number of minutes; JSON "
-                "keeps offsets to the minute, so it would load back as another time. Convert "
-                "it first, e.g. value.astimezone(UTC)"
+                f"the {what} of event {event.event_type!r} holds, in {name!r}, {problem}"
             )
 
 
-def _lossy_offset(value: object) -> datetime | time | None:
+def _lossy(value: object, offsets: bool) -> float | datetime | time | None:
+    """The first value inside ``value`` that would not load back equal, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
     if isinstance(value, _PLAIN):
         return None
     if isinstance(value, (datetime, time)):
         offset = value.utcoffset()
-        return value if offset is not None and offset % _MINUTE else None
+        return value if offsets and offset is not None and offset % _MINUTE else None
     children: Any
     if isinstance(value, BaseModel):
         children = [*value.__dict__.values(), *(value.__pydantic_extra__ or {}).values()]
@@ -166,7 +182,7 @@ def _lossy_offset(value: object) -> datetime | time | None:
     else:
         return None
     for child in children:
-        found = _lossy_offset(child)
+        found = _lossy(child, offsets)
         if found is not None:
             return found
     return None
