@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from helpers.db import assert_state
 from helpers.domain import Blob, Bucket, Counter, Incremented, Opaque
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from eventuali_pg import (
     Aggregate,
@@ -241,6 +242,18 @@ class StampBucket(Aggregate):
     def apply_nested_reading(self, event: NestedReading) -> None:
         pass
 
+    def apply_camel_cased(self, event: CamelCased) -> None:
+        pass
+
+    def apply_choices(self, event: Choices) -> None:
+        pass
+
+    def apply_written_as(self, event: WrittenAs) -> None:
+        pass
+
+    def apply_shadowing(self, event: Shadowing) -> None:
+        pass
+
 
 @pytest.mark.parametrize(
     "offset", [timedelta(seconds=30), timedelta(hours=1, microseconds=5)], ids=str
@@ -280,6 +293,65 @@ async def test_c_aliased_fields_load_back_equal(store: EventStore) -> None:
     assert loaded.display_name == "Ann" and loaded.count == 3
     assert loaded.model_extra == {}
     assert loaded.model_dump() == saved.model_dump()
+
+
+class CamelCased(Event):
+    """An alias generator also renames the envelope fields."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+    display_name: str
+    child: Reading | None = None
+
+
+class Choices(Event):
+    picked: int = Field(validation_alias=AliasChoices("Picked", "p"))
+
+
+class WrittenAs(Event):
+    """Written under "Amount", read from "amount": would never load."""
+
+    amount: int = Field(serialization_alias="Amount")
+
+
+class Shadowing(Event):
+    """Written under "user_id", which the stored envelope column overwrites on load."""
+
+    who: str = Field(alias="user_id")
+
+
+async def test_c_alias_generator_and_validation_aliases_load_back_equal(
+    store: EventStore,
+) -> None:
+    """Item C: a class with an alias generator (envelope under camelCase aliases too) and a
+    field with only a validation alias both load back equal."""
+    bucket = StampBucket(id="camel")
+    first = bucket.apply(CamelCased(displayName="Ann", child=Reading(value=2.5)))
+    second = bucket.apply(Choices(p=7))
+    await store.save(bucket)
+    loaded = await store.load_events("camel")
+    assert [type(e) for e in loaded] == [CamelCased, Choices]
+    for saved, back in zip([first, second], loaded, strict=True):
+        assert back.model_dump(exclude={"global_position", "recorded_at"}) == saved.model_dump(
+            exclude={"global_position", "recorded_at"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: WrittenAs(amount=5), "(?s)amount.*'Amount'"),
+        (lambda: Shadowing(user_id="ann"), "(?s)who.*'user_id'.*envelope"),
+    ],
+    ids=["serialization-alias-only", "alias-of-an-envelope-field"],
+)
+async def test_c_payload_keys_that_cannot_load_back_are_refused(
+    store: EventStore, dsn: str, make: Any, match: str
+) -> None:
+    """Item C: a payload key validation does not read back (or that the envelope overwrites)
+    would store an event that never loads, or loads changed."""
+    bad = StampBucket(id="keys")
+    bad.apply(make())
+    await _refused(store, dsn, bad, match=match)
 
 
 class Reading(BaseModel):

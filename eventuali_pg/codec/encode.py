@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -13,7 +14,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, AliasPath, BaseModel
 from pydantic_core import PydanticSerializationError, to_json
 
 from ..errors import PayloadTooLargeError, SerializationError
@@ -69,6 +70,9 @@ class EncodedBatch:
         """Encode ``event`` and append its columns; raise before anything is stored if it can't."""
         # Fields go out under their aliases, as validation reads them back (Event sets
         # populate_by_name, so fields with only a validation alias come back by name).
+        problem = _payload_key_problem(type(event))
+        if problem is not None:
+            raise SerializationError(f"event {event.event_type!r} cannot be stored: {problem}")
         payload = _encode_json(
             lambda: event.model_dump_json(exclude=_ENVELOPE, by_alias=True).encode(),
             event,
@@ -186,3 +190,52 @@ def _lossy(value: object, offsets: bool) -> float | datetime | time | None:
         if found is not None:
             return found
     return None
+
+
+@functools.cache
+def _payload_key_problem(cls: type[Event]) -> str | None:
+    """Why a payload field of ``cls`` would not load back, if one would not (once per class).
+
+    A field is written under its serialization alias (or name) and must be read back from that
+    key: a serialization alias its validation does not accept loads as missing, and a key that
+    is an envelope field name is overwritten by the envelope column when loading.
+    """
+    by_name = bool(cls.model_config.get("populate_by_name") or cls.model_config.get(
+        "validate_by_name"
+    ))
+    for name, info in cls.model_fields.items():
+        if name in _ENVELOPE:
+            continue
+        written = info.serialization_alias or name
+        if written in _ENVELOPE:
+            return (
+                f"payload field {name!r} is stored under the key {written!r}, an envelope field "
+                "name, which the envelope column overwrites when loading; give it another alias"
+            )
+        accepted = _validation_keys(info.validation_alias if info.validation_alias is not None
+                                    else info.alias)
+        if by_name:
+            accepted.add(name)
+        if written not in accepted:
+            return (
+                f"payload field {name!r} is stored under its serialization alias {written!r}, "
+                f"which its validation does not read (it reads {sorted(accepted)}), so it "
+                f"would not load back; use alias={written!r} for both directions or add "
+                f"{written!r} to its validation_alias"
+            )
+    return None
+
+
+def _validation_keys(alias: str | AliasChoices | AliasPath | None) -> set[str]:
+    if alias is None:
+        return set()
+    if isinstance(alias, str):
+        return {alias}
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    keys: set[str] = set()
+    for choice in choices:
+        if isinstance(choice, str):
+            keys.add(choice)
+        elif len(choice.path) == 1 and isinstance(choice.path[0], str):
+            keys.add(choice.path[0])
+    return keys
