@@ -86,7 +86,14 @@ aware = st.datetimes(timezones=offsets)  # every year from 1 to 9999: extremes i
 floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
     [-0.0, 0.0, 1e16, -1e20, 1.5e300, 5e-324, 2.0**53, 1e15]
 )
-ints = st.integers() | st.integers(min_value=-(2**200), max_value=2**200)
+ints = (
+    st.integers()
+    | st.integers(min_value=-(2**200), max_value=2**200)
+    # around the 4300 digits the JSON parser reads back (the values themselves have no repr)
+    | st.tuples(st.sampled_from([4299, 4300, 5000]), st.sampled_from([1, -1])).map(
+        lambda t: t[1] * 10 ** t[0]
+    )
+)
 json_values = st.recursive(
     st.none() | st.booleans() | ints | floats | texts,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),

@@ -379,6 +379,48 @@ async def test_c_non_finite_float_in_a_nested_model_is_refused(
     await assert_state(dsn, 1)
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        pytest.param(10**4300, "digits", id="int-4301-digits"),
+        pytest.param(-(10**140000), "digits", id="int-beyond-numeric"),
+        pytest.param(_nested(210), "nest", id="nested-210"),
+    ],
+)
+async def test_c_json_that_would_not_load_back_is_refused(
+    store: EventStore, dsn: str, value: Any, match: str
+) -> None:
+    """Item C: an int of more than 4300 digits (PostgreSQL's numeric refuses 131072) and JSON
+    nested deeper than 200 levels were stored (or raised a driver error), then every load
+    failed: the JSON parser refuses them."""
+    bad = Bucket(id="deep")
+    bad.apply(Opaque(value=value))
+    await _refused(store, dsn, bad, match=match)
+    meta = Bucket(id="meta")
+    meta.apply(Opaque(metadata={"m": value}))
+    with pytest.raises(SerializationError, match="metadata"):
+        await store.save(meta)
+    await assert_state(dsn, 1)
+
+
+async def test_c_json_at_the_limits_loads_back(store: EventStore) -> None:
+    """Item C: 4300 digits and 199 levels under the payload object are fine."""
+    values = [10**4299, -(10**4299), _nested(199)]
+    bucket = Bucket(id="limits")
+    for value in values:
+        bucket.apply(Opaque(value=value, metadata={"m": value} if value != values[2] else {}))
+    await store.save(bucket)
+    loaded = await store.load_events("limits")
+    assert [e.value for e in loaded] == values  # type: ignore[attr-defined]
+
+
 # -- E: NUL detection --------------------------------------------------------------------------
 
 

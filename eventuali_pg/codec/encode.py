@@ -15,12 +15,18 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import AliasChoices, AliasPath, BaseModel
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from ..errors import PayloadTooLargeError, SerializationError
 from ..models import ENVELOPE_FIELDS, Event
 
 _ENVELOPE: set[str] = set(ENVELOPE_FIELDS)
+
+#: Longest integer (in digits) the JSON parser reads back (``from_json``, as Python's
+#: ``int_max_str_digits``); PostgreSQL's numeric itself stops at 131,072.
+MAX_JSON_INT_DIGITS = 4300
+#: Deepest nesting of arrays and objects the JSON parser reads back, the payload object included.
+MAX_JSON_DEPTH = 200
 
 # A NUL character encodes as \u0000 after an even number of backslashes (the escape's own
 # backslash is then the odd one); r"C:\u0000dir" encodes as "C:\\u0000dir", which is text.
@@ -126,6 +132,19 @@ def _encode_json(produce: Callable[[], bytes], event: Event, what: str) -> bytes
             f"the {what} of event {event.event_type!r} contains a NUL character (\\u0000), "
             "which PostgreSQL's jsonb cannot store; remove it or encode the value (e.g. base64)"
         )
+    if len(encoded) > MAX_JSON_INT_DIGITS or (
+        encoded.count(b"[") + encoded.count(b"{") > MAX_JSON_DEPTH
+    ):
+        # Only then can it hold an int too long or nesting too deep for the parser that
+        # reads it back; stored anyway, the event would fail every load.
+        try:
+            from_json(encoded)
+        except ValueError as exc:
+            raise SerializationError(
+                f"the {what} of event {event.event_type!r} could not be read back: {exc}. "
+                f"Integers are limited to {MAX_JSON_INT_DIGITS} digits (store larger ones as "
+                f"strings or Decimal) and JSON to {MAX_JSON_DEPTH} nested levels"
+            ) from None
     return encoded
 
 
