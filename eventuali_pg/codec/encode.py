@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import json
 import math
@@ -10,9 +11,9 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AliasChoices, AliasPath, BaseModel
 from pydantic_core import PydanticSerializationError, from_json, to_json
@@ -32,6 +33,11 @@ MAX_JSON_DEPTH = 200
 # backslash is then the odd one); r"C:\u0000dir" encodes as "C:\\u0000dir", which is text.
 _REAL_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _PLAIN = (str, int, float, bool, type(None), Decimal, uuid.UUID)
+_SCALARS = frozenset({str, int, bool, type(None), Decimal, uuid.UUID})
+_SAFE_TYPES = (str, int, float, bool, bytes, type(None), Decimal, uuid.UUID, date, timedelta)
+# What a lossy value leaves in the JSON: a nested model writes NaN/inf as null (or as NaN /
+# Infinity strings); an aware datetime or time ends in an offset, written to the minute.
+_OFFSET = re.compile(rb'[+-]\d\d:\d\d(?::\d\d(?:\.\d+)?)?"')
 _MINUTE = timedelta(minutes=1)
 
 
@@ -84,12 +90,12 @@ class EncodedBatch:
             event,
             "payload",
         )
-        _check_values(event)
         metadata = (
             _encode_json(lambda: to_json(event.metadata), event, "metadata")
             if event.metadata
             else b"{}"
         )
+        _check_values(event, payload, metadata)
         size = len(payload) + len(metadata)  # UTF-8 bytes, as the limit says
         if size > max_payload_bytes:
             raise PayloadTooLargeError(
@@ -152,20 +158,32 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a finite number")
 
 
-def _check_values(event: Event) -> None:
+def _check_values(event: Event, payload: bytes, metadata: bytes) -> None:
     """Refuse payload and metadata values JSON cannot give back equal.
 
     A non-finite float in a nested model (whose own config writes it as ``null``) would load
     back as None, which a float field refuses: every later load would fail. A payload datetime
     or time whose UTC offset is not a whole number of minutes would load back as another time:
     pydantic writes offsets to the minute (historical zones have offsets like +00:09:21).
+    Only fields whose type can hold such a value are walked (see :func:`_fields_to_walk`),
+    and only when the JSON shows a ``null``, a non-finite constant or an offset, the only
+    traces those leave.
     """
-    extra = event.__pydantic_extra__ or {}
-    values = [(k, v) for k, v in [*event.__dict__.items(), *extra.items()] if k not in _ENVELOPE]
-    for what, items, offsets in (("payload", values, True), ("metadata", event.metadata, False)):
-        pairs = items.items() if isinstance(items, dict) else items
+    checks: list[tuple[str, Any, bool, bool]] = []
+    extra = event.__pydantic_extra__
+    fields = _fields_to_walk(type(event))
+    if fields or extra:
+        nan = _maybe_non_finite(payload)
+        offsets = _OFFSET.search(payload) is not None
+        if nan or offsets:
+            values = [(name, getattr(event, name)) for name in fields]
+            values += [(k, v) for k, v in (extra or {}).items() if k not in _ENVELOPE]
+            checks.append(("payload", values, nan, offsets))
+    if len(metadata) > 2 and _maybe_non_finite(metadata):
+        checks.append(("metadata", list(event.metadata.items()), True, False))
+    for what, pairs, nan, offsets in checks:
         for name, value in pairs:
-            found = _lossy(value, offsets)
+            found = None if type(value) in _SCALARS else _lossy(value, nan, offsets)
             if found is None:
                 continue
             if isinstance(found, float):
@@ -184,17 +202,54 @@ def _check_values(event: Event) -> None:
             )
 
 
-def _lossy(value: object, offsets: bool) -> float | datetime | time | None:
+def _maybe_non_finite(encoded: bytes) -> bool:
+    return b"null" in encoded or b"NaN" in encoded or b"Infinity" in encoded
+
+
+@functools.cache
+def _fields_to_walk(cls: type[Event]) -> tuple[str, ...]:
+    """The payload fields of ``cls`` whose type can hold a nested model (which writes NaN as
+    null with its own config) or a datetime or time (whose offset JSON rounds), or anything."""
+    return tuple(
+        name
+        for name, info in cls.model_fields.items()
+        if name not in _ENVELOPE and _may_hide(info.annotation)
+    )
+
+
+def _may_hide(annotation: Any) -> bool:
+    if annotation in _SAFE_TYPES:
+        return False
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _may_hide(get_args(annotation)[0])
+    if origin is Literal:
+        return False
+    if origin is not None:
+        return any(_may_hide(arg) for arg in get_args(annotation) if arg is not Ellipsis)
+    if isinstance(annotation, type):
+        if issubclass(annotation, (datetime, time)):
+            return True  # datetime is a date, which is safe
+        return not issubclass(annotation, (*_SAFE_TYPES, enum.Enum))
+    return True  # Any, a type variable, a forward reference: could hold anything
+
+
+def _lossy(value: object, nan: bool, offsets: bool) -> float | datetime | time | None:
     """The first value inside ``value`` that would not load back equal, if any."""
     if isinstance(value, float):
-        return None if math.isfinite(value) else value
+        return value if nan and not math.isfinite(value) else None
     if isinstance(value, _PLAIN):
         return None
     if isinstance(value, (datetime, time)):
         offset = value.utcoffset()
         return value if offsets and offset is not None and offset % _MINUTE else None
     children: Any
-    if isinstance(value, BaseModel):
+    kind = type(value)
+    if kind is list or kind is tuple:
+        children = value
+    elif kind is dict:
+        children = [*value.keys(), *value.values()]  # type: ignore[attr-defined]
+    elif isinstance(value, BaseModel):
         children = [*value.__dict__.values(), *(value.__pydantic_extra__ or {}).values()]
     elif isinstance(value, dict):
         children = [*value.keys(), *value.values()]
@@ -205,7 +260,9 @@ def _lossy(value: object, offsets: bool) -> float | datetime | time | None:
     else:
         return None
     for child in children:
-        found = _lossy(child, offsets)
+        if type(child) in _SCALARS:
+            continue
+        found = _lossy(child, nan, offsets)
         if found is not None:
             return found
     return None
