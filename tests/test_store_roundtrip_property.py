@@ -129,7 +129,7 @@ envelopes = st.fixed_dictionaries(
     optional={
         "timestamp": aware,
         "event_version": st.integers(min_value=-2, max_value=2**31 + 1) | st.just(2**31 - 1),
-        "user_id": st.none() | names,
+        "user_id": st.none() | st.just("") | names,
         "causation_id": st.none() | names,
         "correlation_id": st.none() | names,
         "metadata": st.dictionaries(texts, json_values, max_size=4),

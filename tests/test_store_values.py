@@ -447,3 +447,28 @@ async def test_e_real_nul_after_backslashes_is_refused(
     bad = Bucket(id="nul")
     bad.apply(Blob(data=text))
     await _refused(store, dsn, bad, match="NUL")
+
+
+# -- A: ids that used to be fine stay fine -------------------------------------------------------
+
+
+async def test_a_empty_optional_ids_are_still_stored(store: EventStore) -> None:
+    """Item A: the new text checks keep accepting "" for user, causation and correlation ids
+    (it was stored and loaded back before)."""
+    counter = Counter(id="empty-ids")
+    event = counter.increment()
+    event.user_id = event.causation_id = event.correlation_id = ""
+    await store.save(counter)
+    (loaded,) = await store.load_events("empty-ids")
+    assert (loaded.user_id, loaded.causation_id, loaded.correlation_id) == ("", "", "")
+
+
+@pytest.mark.parametrize("version", [None, "1", 1.0, 2**31 + 5], ids=repr)
+async def test_a_bad_aggregate_version_attribute_is_refused(
+    store: EventStore, dsn: str, version: object
+) -> None:
+    """Item A: an aggregate whose version is not an int (it raised a TypeError) or past int4."""
+    bad = Counter(id="bad-version")
+    bad.increment()
+    bad.version = version  # type: ignore[assignment]
+    await _refused(store, dsn, bad, match="version")

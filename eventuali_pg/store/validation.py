@@ -66,14 +66,16 @@ def check_limit(value: object) -> int | None:
     return value
 
 
-def check_text(value: object, *, what: str) -> str:
-    """A non-empty id, type or name PostgreSQL stores and indexes as given.
+def check_text(value: object, *, what: str, allow_empty: bool = False) -> str:
+    """A non-empty (unless ``allow_empty``) id, type or name PostgreSQL stores and indexes as
+    given.
 
     It must be a string without NUL characters, valid UTF-8 (no lone surrogate) and at most
     :data:`MAX_NAME_BYTES` bytes long in UTF-8.
     """
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
+    if not isinstance(value, str) or not (value or allow_empty):
+        kind = "a string" if allow_empty else "a non-empty string"
+        raise InvalidInputError(f"{what} must be {kind}, got {value!r}")
     if "\x00" in value:
         raise InvalidInputError(
             f"{what} {_shorten(value)} contains a NUL character (\\x00), which PostgreSQL text "
@@ -174,6 +176,7 @@ def check_aggregates_to_save(
         events = aggregate.get_uncommitted_events()
         if not events:
             continue
+        check_version(aggregate.version, what=f"version of aggregate {aggregate.id!r}")
         expected = aggregate.version - len(events)
         if expected < 0:
             raise InvalidInputError(
@@ -212,7 +215,7 @@ def _check_event(aggregate: Aggregate, event: Event, version: int) -> None:
     for name in ("user_id", "causation_id", "correlation_id"):
         value = getattr(event, name)
         if value is not None:
-            check_text(value, what=f"{name} of {where}")
+            check_text(value, what=f"{name} of {where}", allow_empty=True)
     if not isinstance(event.event_id, uuid.UUID):
         raise InvalidInputError(f"event_id of {where} must be a UUID, got {event.event_id!r}")
     check_timestamp(event.timestamp, what=f"timestamp of {where}")
