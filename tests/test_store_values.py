@@ -256,7 +256,14 @@ class StampBucket(Aggregate):
 
 
 @pytest.mark.parametrize(
-    "offset", [timedelta(seconds=30), timedelta(hours=1, microseconds=5)], ids=str
+    "offset",
+    [
+        timedelta(seconds=30),
+        timedelta(hours=1, microseconds=5),
+        timedelta(microseconds=1),  # written as "Z" (found by the round-trip property)
+        timedelta(seconds=-1),  # written as "-00:00"
+    ],
+    ids=str,
 )
 async def test_c_payload_datetime_with_sub_minute_offset_is_refused(
     store: EventStore, dsn: str, offset: timedelta

@@ -36,8 +36,9 @@ _PLAIN = (str, int, float, bool, type(None), Decimal, uuid.UUID)
 _SCALARS = frozenset({str, int, bool, type(None), Decimal, uuid.UUID})
 _SAFE_TYPES = (str, int, float, bool, bytes, type(None), Decimal, uuid.UUID, date, timedelta)
 # What a lossy value leaves in the JSON: a nested model writes NaN/inf as null (or as NaN /
-# Infinity strings); an aware datetime or time ends in an offset, written to the minute.
-_OFFSET = re.compile(rb'[+-]\d\d:\d\d(?::\d\d(?:\.\d+)?)?"')
+# Infinity strings); an aware datetime or time ends in an offset, written to the minute
+# (an offset that rounds to zero minutes is written "Z").
+_OFFSET = re.compile(rb'(?:[+-]\d\d:\d\d(?::\d\d(?:\.\d+)?)?|\dZ)"')
 _MINUTE = timedelta(minutes=1)
 
 
