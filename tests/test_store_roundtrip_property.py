@@ -18,13 +18,14 @@ equal to what was saved, under these stated rules (item D, also in the README):
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from helpers.db import table_state
@@ -42,6 +43,11 @@ class Child(BaseModel):
     tags: list[str] = []
 
 
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = 2
+
+
 class Anything(Event):
     text: str | None = None
     number: int | None = None
@@ -56,6 +62,14 @@ class Anything(Event):
     table: dict[str, float] = Field(default_factory=dict)
     loose: Any = None
     renamed: str = Field(default="", alias="renamedField")
+    span: timedelta | None = None
+    day: date | None = None
+    clock: time | None = None
+    pair: tuple[int, str] | None = None
+    bag: frozenset[str] = frozenset()
+    raw: bytes | None = None
+    colour: Colour | None = None
+    mode: Literal["a", "b"] = "a"
 
 
 class Holder(Aggregate):
@@ -122,6 +136,14 @@ payloads = st.fixed_dictionaries(
         "table": st.dictionaries(texts, floats, max_size=3),
         "loose": json_values,
         "renamedField": texts,
+        "span": st.timedeltas(),
+        "day": st.dates(),
+        "clock": st.times(timezones=st.none() | offsets),
+        "pair": st.tuples(ints, texts),
+        "bag": st.frozensets(texts, max_size=3),
+        "raw": st.binary(max_size=20),
+        "colour": st.sampled_from(Colour),
+        "mode": st.sampled_from(["a", "b"]),
     },
 )
 envelopes = st.fixed_dictionaries(
