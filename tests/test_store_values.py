@@ -254,6 +254,12 @@ class StampBucket(Aggregate):
     def apply_shadowing(self, event: Shadowing) -> None:
         pass
 
+    def apply_strict_names(self, event: Event) -> None:
+        pass
+
+    def apply_strict_validation_alias(self, event: Event) -> None:
+        pass
+
 
 @pytest.mark.parametrize(
     "offset",
@@ -320,6 +326,18 @@ class WrittenAs(Event):
     amount: int = Field(serialization_alias="Amount")
 
 
+class StrictNames(Event):
+    """Envelope fields get camelCase aliases but may not load by name."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False)
+    display_name: str
+
+
+class StrictValidationAlias(Event):
+    model_config = ConfigDict(populate_by_name=False)
+    picked: int = Field(validation_alias="Picked")
+
+
 class Shadowing(Event):
     """Written under "user_id", which the stored envelope column overwrites on load."""
 
@@ -348,8 +366,15 @@ async def test_c_alias_generator_and_validation_aliases_load_back_equal(
     [
         (lambda: WrittenAs(amount=5), "(?s)amount.*'Amount'"),
         (lambda: Shadowing(user_id="ann"), "(?s)who.*'user_id'.*envelope"),
+        (lambda: StrictNames(displayName="Ann"), "(?s)envelope field.*populate_by_name"),
+        (lambda: StrictValidationAlias(Picked=1), "(?s)picked.*'Picked'"),
     ],
-    ids=["serialization-alias-only", "alias-of-an-envelope-field"],
+    ids=[
+        "serialization-alias-only",
+        "alias-of-an-envelope-field",
+        "envelope-aliases-without-populate-by-name",
+        "validation-alias-without-populate-by-name",
+    ],
 )
 async def test_c_payload_keys_that_cannot_load_back_are_refused(
     store: EventStore, dsn: str, make: Any, match: str
@@ -479,3 +504,25 @@ async def test_a_bad_aggregate_version_attribute_is_refused(
     bad.increment()
     bad.version = version  # type: ignore[assignment]
     await _refused(store, dsn, bad, match="version")
+
+
+async def test_c_payloads_stored_by_field_name_still_load(store: EventStore) -> None:
+    """Item C: rows written before payloads were stored by alias hold the field name; those
+    still load into the aliased class (Event sets populate_by_name)."""
+
+    class Before(Event, event_type="compat.Renamed"):
+        display_name: str
+
+    class Holder(Aggregate):
+        def apply_compat_renamed(self, event: Event) -> None:
+            pass
+
+    holder = Holder(id="compat")
+    holder.apply(Before(display_name="Ann"))
+    await store.save(holder)
+
+    class After(Event, event_type="compat.Renamed", replace=True):
+        display_name: str = Field(alias="displayName")
+
+    (loaded,) = await store.load_events("compat")
+    assert isinstance(loaded, After) and loaded.display_name == "Ann"

@@ -282,6 +282,12 @@ def _payload_key_problem(cls: type[Event]) -> str | None:
     ))
     for name, info in cls.model_fields.items():
         if name in _ENVELOPE:
+            if not by_name and (info.alias or info.validation_alias) is not None:
+                return (
+                    f"envelope field {name!r} has an alias and the class sets "
+                    "populate_by_name=False, but the envelope loads by field name; keep "
+                    "populate_by_name=True (Event's default)"
+                )
             continue
         written = info.serialization_alias or name
         if written in _ENVELOPE:
@@ -289,16 +295,16 @@ def _payload_key_problem(cls: type[Event]) -> str | None:
                 f"payload field {name!r} is stored under the key {written!r}, an envelope field "
                 "name, which the envelope column overwrites when loading; give it another alias"
             )
-        accepted = _validation_keys(info.validation_alias if info.validation_alias is not None
-                                    else info.alias)
-        if by_name:
+        alias = info.validation_alias if info.validation_alias is not None else info.alias
+        accepted = _validation_keys(alias)
+        if by_name or alias is None:
             accepted.add(name)
         if written not in accepted:
             return (
-                f"payload field {name!r} is stored under its serialization alias {written!r}, "
-                f"which its validation does not read (it reads {sorted(accepted)}), so it "
-                f"would not load back; use alias={written!r} for both directions or add "
-                f"{written!r} to its validation_alias"
+                f"payload field {name!r} is stored under the key {written!r}, which its "
+                f"validation does not read (it reads {sorted(accepted)}), so it would not load "
+                f"back; use alias={written!r} for both directions, or add {written!r} to its "
+                "validation_alias"
             )
     return None
 
