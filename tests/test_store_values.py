@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from helpers.db import assert_state
-from helpers.domain import Blob, Bucket, Counter, Incremented, Opaque
+from helpers.domain import Blob, Bucket, Counter, Incremented, Measured, Opaque
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -451,6 +451,39 @@ async def test_c_json_at_the_limits_loads_back(store: EventStore) -> None:
     await store.save(bucket)
     loaded = await store.load_events("limits")
     assert [e.value for e in loaded] == values  # type: ignore[attr-defined]
+
+
+# -- D: JSON numbers ----------------------------------------------------------------------------
+
+FLOATS = [1e16, 4.036228521324338e16, -1e20, 1.5e300, 5e-324, 0.1, 1e15, 2.0**53, -0.0]
+
+
+async def test_d_typed_floats_load_back_exactly(store: EventStore) -> None:
+    """Item D: jsonb keeps numbers as numeric and writes 1e16 as 10000000000000000; a float
+    field turns that back into the same float. -0.0 comes back as 0.0 (no negative zero)."""
+    bucket = Bucket(id="floats")
+    for value in FLOATS:
+        bucket.apply(Measured(reading=value))
+    await store.save(bucket)
+    loaded = [e.reading for e in await store.load_events("floats")]  # type: ignore[attr-defined]
+    assert [repr(v) for v in loaded] == [repr(v) for v in FLOATS[:-1]] + ["0.0"]
+    assert all(type(v) is float for v in loaded)
+
+
+async def test_d_floats_in_any_and_metadata_come_back_as_json_numbers(store: EventStore) -> None:
+    """Item D (the documented rule): in Any-typed fields and metadata, an integral float of
+    magnitude >= 1e16 comes back as the int of its digits, -0.0 as 0.0, others as floats."""
+    bucket = Bucket(id="loose")
+    bucket.apply(Opaque(value=FLOATS, metadata={"m": FLOATS}))
+    await store.save(bucket)
+    (loaded,) = await store.load_events("loose")
+    expected = [
+        10**16, 40362285213243380, -(10**20), int("15" + "0" * 299), 5e-324, 0.1, 1e15,
+        2.0**53, 0.0,
+    ]
+    for back in (loaded.value, loaded.metadata["m"]):  # type: ignore[attr-defined]
+        assert [(type(v), v) for v in back] == [(type(v), v) for v in expected]
+        assert [float(v) for v in back] == FLOATS  # float() gives every saved value back
 
 
 # -- E: NUL detection --------------------------------------------------------------------------
