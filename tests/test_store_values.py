@@ -8,6 +8,7 @@ written, naming the field; the good aggregate saved alongside is not written eit
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -559,3 +560,28 @@ async def test_c_payloads_stored_by_field_name_still_load(store: EventStore) -> 
 
     (loaded,) = await store.load_events("compat")
     assert isinstance(loaded, After) and loaded.display_name == "Ann"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda e: setattr(e, "user_id", "a\x00b"), id="nul-user-id"),
+        pytest.param(lambda e: setattr(e, "event_version", 2**31), id="event-version"),
+        pytest.param(
+            lambda e: setattr(e, "timestamp", datetime.max.replace(tzinfo=UTC)), id="timestamp"
+        ),
+    ],
+)
+async def test_a_refused_save_does_not_fail_concurrent_saves(
+    store: EventStore, dsn: str, spoil: Any
+) -> None:
+    """Item A: such a value used to reach the coalesced append statement, which then failed
+    for every save coalesced with it; now it is refused before it joins a group."""
+    aggregates = [Counter(id=f"c{i}") for i in range(6)]
+    for counter in aggregates:
+        counter.increment()
+    spoil(aggregates[3].get_uncommitted_events()[0])
+    results = await asyncio.gather(*(store.save(c) for c in aggregates), return_exceptions=True)
+    assert isinstance(results[3], InvalidInputError)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 5
+    await assert_state(dsn, 5)
