@@ -58,8 +58,13 @@ class Event(BaseModel):
 
     # NaN/Infinity must reach the JSON encoder as floats so it rejects them; pydantic's default
     # ("null") would silently store a NaN held in an Any-typed field or in metadata as null.
+    # Payloads are stored by alias (as validation reads them); populate_by_name lets fields that
+    # only have a validation alias, and the envelope under an alias_generator, load by name.
     model_config = ConfigDict(
-        extra="allow", validate_assignment=False, ser_json_inf_nan="constants"
+        extra="allow",
+        validate_assignment=False,
+        ser_json_inf_nan="constants",
+        populate_by_name=True,
     )
 
     __event_type__: ClassVar[str] = "Event"
@@ -114,8 +119,9 @@ class Event(BaseModel):
         return self._decode_error
 
     def payload(self) -> dict[str, Any]:
-        """The event's own data (every field that is not part of the envelope), JSON-ready."""
-        return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
+        """The event's own data (every field that is not part of the envelope), JSON-ready,
+        under the same (alias) keys as stored."""
+        return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS), by_alias=True)
 
 
 def _same_definition(a: type, b: type) -> bool:

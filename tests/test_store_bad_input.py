@@ -451,3 +451,85 @@ async def test_rows_written_behind_the_stores_back_give_a_clear_error(dsn: str) 
             await store.save(second)
         assert not isinstance(caught.value, eventuali_pg.ConcurrencyError)
         assert second.has_uncommitted_events()
+
+
+# -- issue 16 item F: read-side values PostgreSQL refuses ----------------------------------------
+
+
+@pytest.mark.parametrize("position", [2**63, 2**64], ids=repr)
+async def test_f_positions_beyond_bigint(store: EventStore, position: int) -> None:
+    """Item F: positions and limits past 2**63 - 1 used to reach the driver."""
+    await _one_saved(store)
+    with pytest.raises(InvalidInputError, match="position"):
+        await store.load_events_from_position(position)
+    with pytest.raises(InvalidInputError, match="up_to"):
+        await store.load_events_from_position(0, up_to=position)
+    with pytest.raises(InvalidInputError, match="limit"):
+        await store.load_events_from_position(0, position)
+    with pytest.raises(InvalidInputError, match="up_to"):
+        await store.get_stream_position_at("existing", position)
+    # the largest values are fine
+    assert len(await store.load_events_from_position(0, 2**63 - 1, up_to=2**63 - 1)) == 1
+    assert await store.load_events_from_position(2**63 - 1) == []
+
+
+async def test_f_versions_beyond_int4(store: EventStore) -> None:
+    """Item F: from_version is an int4 column's value."""
+    await _one_saved(store)
+    with pytest.raises(InvalidInputError, match="from_version"):
+        await store.load_events("existing", 2**31)
+    assert await store.load_events("existing", 2**31 - 1) == []
+
+
+@pytest.mark.parametrize(
+    "bad", ["a\x00b", "a\ud800", "é" * 513], ids=["nul", "surrogate", "too-long"]
+)
+async def test_f_bad_ids_on_reads(store: EventStore, bad: str) -> None:
+    """Item F: ids PostgreSQL cannot take are refused on every read."""
+    await _one_saved(store)
+    for call in (
+        store.load_events(bad),
+        store.load(BankAccount, bad),
+        store.get_aggregate_version(bad),
+        store.get_stream_position_at(bad, 1),
+    ):
+        with pytest.raises(InvalidInputError, match="aggregate id"):
+            await call
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["X\x00", ["ok", "X\x00"], "\udc80", ("ok", "é" * 513), {"BankAccount": 1},
+     {"BankAccount": "x"}.keys().mapping],
+    ids=["nul", "nul-in-list", "surrogate", "too-long", "dict", "mapping-proxy"],
+)
+@pytest.mark.parametrize("which", ["aggregate_types", "event_types"])
+async def test_f_bad_name_filters_on_reads(store: EventStore, which: str, value: object) -> None:
+    """Item F: NUL, lone surrogates, over-long names and mappings (whose keys were silently
+    used) are refused; sets are fine."""
+    await _one_saved(store)
+    with pytest.raises(InvalidInputError, match=which):
+        await store.load_events_from_position(0, **{which: value})  # type: ignore[arg-type]
+    name = "BankAccount" if which == "aggregate_types" else "AccountOpened"
+    assert len(await store.load_events_from_position(0, **{which: {name}})) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value", ["X\x00", ["X", "Y\ud800"], {"X": True}], ids=["nul", "surrogate", "dict"]
+)
+@pytest.mark.parametrize("which", ["aggregate_type_filter", "event_type_filter"])
+def test_f_subscription_filters_are_checked_at_construction(which: str, value: object) -> None:
+    """Item F: such a subscription used to be accepted, then its catch-up read failed forever."""
+    from eventuali_pg import Subscription, SubscriptionBuilder
+
+    with pytest.raises(InvalidInputError, match=which):
+        Subscription(**{which: value})  # type: ignore[arg-type]
+    builder = SubscriptionBuilder()
+    with pytest.raises(InvalidInputError):
+        if which == "aggregate_type_filter":
+            builder.filter_by_aggregate_type(value)  # type: ignore[arg-type]
+        else:
+            builder.filter_by_event_type(value)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="from_position"):
+        Subscription(from_position=2**63)
+    assert Subscription(**{which: {"X", "Y"}}).matches is not None  # type: ignore[arg-type]
