@@ -17,15 +17,15 @@ from pydantic import Field
 from eventuali_pg import Aggregate, ConcurrencyError, Event, EventStore
 
 
-class Deposited(Event):
+class LedgerDeposited(Event):
     amount: int
 
 
-class Withdrawn(Event):
+class LedgerWithdrawn(Event):
     amount: int
 
 
-class Renamed(Event):
+class LedgerRenamed(Event):
     name: str
 
 
@@ -35,23 +35,23 @@ class Ledger(Aggregate, snapshot_every=3):
     history: list[int] = Field(default_factory=list)
 
     def deposit(self, amount: int) -> None:
-        self.apply(Deposited(amount=amount))
+        self.apply(LedgerDeposited(amount=amount))
 
     def withdraw(self, amount: int) -> None:
-        self.apply(Withdrawn(amount=amount))
+        self.apply(LedgerWithdrawn(amount=amount))
 
     def rename(self, name: str) -> None:
-        self.apply(Renamed(name=name))
+        self.apply(LedgerRenamed(name=name))
 
-    def apply_deposited(self, event: Deposited) -> None:
+    def apply_ledger_deposited(self, event: LedgerDeposited) -> None:
         self.balance += event.amount
         self.history = [*self.history, event.amount]
 
-    def apply_withdrawn(self, event: Withdrawn) -> None:
+    def apply_ledger_withdrawn(self, event: LedgerWithdrawn) -> None:
         self.balance -= event.amount
         self.history = [*self.history, -event.amount]
 
-    def apply_renamed(self, event: Renamed) -> None:
+    def apply_ledger_renamed(self, event: LedgerRenamed) -> None:
         self.name = event.name
 
 
@@ -63,9 +63,9 @@ class LedgerV2(Aggregate, snapshot_every=3, snapshot_version=2):
     name: str = ""
     history: list[int] = Field(default_factory=list)
 
-    apply_deposited = Ledger.apply_deposited
-    apply_withdrawn = Ledger.apply_withdrawn
-    apply_renamed = Ledger.apply_renamed
+    apply_ledger_deposited = Ledger.apply_ledger_deposited
+    apply_ledger_withdrawn = Ledger.apply_ledger_withdrawn
+    apply_ledger_renamed = Ledger.apply_ledger_renamed
 
 
 _serial = itertools.count()
