@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from .._db import Connection, Connector, Pool, database_errors
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
-from ..errors import StoreClosedError
+from ..context import stamp_events
+from ..errors import AggregateTypeMismatchError, StoreClosedError
 from ..models import Aggregate, Event
 from .appender import AppendResult, SaveUnit, append
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
@@ -164,27 +165,35 @@ class EventStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def save(self, aggregate: Aggregate) -> None:
+    async def save(self, aggregate: Aggregate) -> int | None:
         """Append the aggregate's uncommitted events in one transaction.
 
         On success the events get their ``global_position`` and the aggregate's uncommitted list
-        is cleared. If another writer appended to the aggregate first, raises
-        :class:`ConcurrencyError`; nothing is written and the aggregate keeps its events.
+        is cleared, and the global position of its last event is returned (None when it had no
+        uncommitted events): wait for it to read your own write in a projection
+        (``runner.wait_for_checkpoint(position)``) or hand it to a client. If another writer
+        appended to the aggregate first, raises :class:`ConcurrencyError`; nothing is written
+        and the aggregate keeps its events. Events with no correlation, causation or user id
+        get those of the enclosing :func:`eventuali_pg.event_context`.
         """
-        await self.save_all([aggregate])
+        return await self.save_all([aggregate])
 
-    async def save_all(self, aggregates: Iterable[Aggregate]) -> None:
+    async def save_all(self, aggregates: Iterable[Aggregate]) -> int | None:
         """Append the uncommitted events of several aggregates in one transaction (all or none).
 
         Concurrent calls are coalesced into one transaction (one sequence advance, one NOTIFY,
         one disk flush) while each call keeps its own outcome; see ``max_batch_events``. A save
         whose caller is cancelled while it waits is withdrawn if it has not started; once
         started it completes (its events are stamped and its aggregates marked committed).
+        Returns the highest global position written (None when there was nothing to save).
         """
         self._check_open()
         unit = self.encode(aggregates)
-        if unit is not None:
-            await self._writer.submit(unit)
+        if unit is None:
+            return None
+        await self._writer.submit(unit)
+        positions = [event.global_position for event in unit.events]
+        return max((p for p in positions if p is not None), default=None)
 
     def encode(self, aggregates: Iterable[Aggregate]) -> SaveUnit | None:
         """Validate and encode a save of ``aggregates`` (None when there is nothing to save)."""
@@ -197,6 +206,7 @@ class EventStore:
         for aggregate, uncommitted in pending:
             expected.append(aggregate.version - len(uncommitted))
             events += uncommitted
+        stamp_events(events)
         limit = self._options.max_payload_bytes
         for event in events:
             batch.add(event, max_payload_bytes=limit)
@@ -228,11 +238,24 @@ class EventStore:
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
         """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events (None if none).
 
-        Raises :class:`DecodeError` when a stored event no longer fits its event class.
+        Raises :class:`AggregateTypeMismatchError` when ``aggregate_id`` is the id of another
+        type of aggregate (its stored ``aggregate_type`` is not ``cls.get_aggregate_type()``),
+        and :class:`DecodeError` when a stored event no longer fits its event class.
         """
         events = await self.load_events(aggregate_id)
         if not events:
             return None
+        expected, actual = cls.get_aggregate_type(), events[0].aggregate_type
+        if actual != expected:
+            raise AggregateTypeMismatchError(
+                f"aggregate {aggregate_id!r} is a {actual!r}, not a {expected!r}: its events were "
+                f"saved by aggregate type {actual!r}. Load it with that aggregate class, or check "
+                "where the id came from (to answer 'not found', catch AggregateTypeMismatchError)"
+                f"; if {cls.__name__} was renamed, give it `aggregate_type = {actual!r}`",
+                aggregate_id=aggregate_id,
+                expected=expected,
+                actual=actual,
+            )
         return cls.from_events(require_decoded(event) for event in events)
 
     async def load_events(self, aggregate_id: str, from_version: int = 0) -> list[Event]:
