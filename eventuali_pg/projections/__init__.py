@@ -7,6 +7,7 @@ from .groups import ConsumerGroup, member_for
 from .leases import AdvisoryLease
 from .projection import Projection, TransactionalProjection
 from .runner import ProjectionRunner, ProjectionStats
+from .waiting import wait_for_checkpoint
 
 __all__ = [
     "AdvisoryLease",
@@ -20,4 +21,5 @@ __all__ = [
     "ProjectionStats",
     "TransactionalProjection",
     "member_for",
+    "wait_for_checkpoint",
 ]
