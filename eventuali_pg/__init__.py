@@ -2,7 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
+from .context import EventContext, current_event_context, event_context
 from .errors import (
+    AggregateTypeMismatchError,
     CheckpointError,
     ConcurrencyError,
     ConfigurationError,
@@ -16,12 +18,14 @@ from .errors import (
     MissingHandlerError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PositionBeyondHeadError,
     ReceiverBusyError,
     SchemaNotReadyError,
     SerializationError,
     StatementCancelledError,
     StatementRefusedError,
     StoreClosedError,
+    StreamerClosedError,
     SubscriptionClosed,
     SubscriptionError,
     SubscriptionLagged,
@@ -39,7 +43,9 @@ from .projections import (
     ProjectionStats,
     TransactionalProjection,
     member_for,
+    wait_for_checkpoint,
 )
+from .records import event_to_json, event_to_record
 from .store.event_store import EventStore
 from .store.options import StoreOptions
 from .stream import (
@@ -56,6 +62,7 @@ from .stream import (
 
 __all__ = [
     "Aggregate",
+    "AggregateTypeMismatchError",
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
@@ -69,6 +76,7 @@ __all__ = [
     "DecodeError",
     "DuplicateSubscriptionError",
     "Event",
+    "EventContext",
     "EventStore",
     "EventStreamReceiver",
     "EventStreamer",
@@ -79,6 +87,7 @@ __all__ = [
     "MissingHandlerError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PositionBeyondHeadError",
     "Projection",
     "ProjectionRunner",
     "ProjectionStats",
@@ -92,6 +101,7 @@ __all__ = [
     "StoreClosedError",
     "StoreOptions",
     "StreamEvent",
+    "StreamerClosedError",
     "StreamerStats",
     "Subscription",
     "SubscriptionBuilder",
@@ -100,12 +110,17 @@ __all__ = [
     "SubscriptionLagged",
     "TransactionalProjection",
     "UnknownSubscriptionError",
+    "current_event_context",
     "current_revision",
     "downgrade",
     "event_class_for",
+    "event_context",
+    "event_to_json",
+    "event_to_record",
     "member_for",
     "migrate",
     "registered_event_types",
+    "wait_for_checkpoint",
 ]
 
 if TYPE_CHECKING:
