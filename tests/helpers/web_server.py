@@ -68,10 +68,15 @@ async def _collect(stream: asyncio.StreamReader, output: list[str]) -> None:
 
 @contextlib.asynccontextmanager
 async def uvicorn_server(
-    app: str, dsn: str, *, workers: int = 1, env: dict[str, str] | None = None
+    app: str,
+    dsn: str,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    cwd: Path = EXAMPLES,
 ) -> AsyncIterator[Server]:
-    """``uvicorn app`` on a free port with ``EVENTUALI_PG_DSN=dsn``, cwd examples/; killed at
-    the end if still running."""
+    """``uvicorn app`` on a free port with ``EVENTUALI_PG_DSN=dsn``, in ``cwd`` (examples/);
+    stopped at the end (SIGTERM, then SIGKILL of its process group) if still running."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -84,7 +89,7 @@ async def uvicorn_server(
         str(port),
         "--workers",
         str(workers),
-        cwd=EXAMPLES,
+        cwd=cwd,
         env=cli_env(EVENTUALI_PG_DSN=dsn, **(env or {})),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
