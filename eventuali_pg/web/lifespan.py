@@ -60,7 +60,7 @@ class StoreLifespan:
     Python signal handlers, call :meth:`begin_shutdown` yourself).
 
     It can also be entered inside an application's own lifespan:
-    ``async with store_lifespan(app) as state: ... yield state``.
+    ``async with lifespan(app) as state: ... yield state``.
     """
 
     def __init__(

@@ -252,6 +252,6 @@ def get_lifespan(request: Request) -> StoreLifespan:
         raise ConfigurationError(
             "no StoreLifespan on this application: create it with "
             "FastAPI(lifespan=StoreLifespan(...)) (or Starlette(lifespan=...)), or enter it in "
-            "your own lifespan with `async with store_lifespan(app) as state: yield state`"
+            "your own lifespan with `async with lifespan(app) as state: yield state`"
         )
     return found
