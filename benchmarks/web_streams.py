@@ -39,13 +39,17 @@ APPS = {
         "naive_app:app",
         ROOT / "benchmarks" / "web",
     ),
-    "eventuali_pg.web (event_stream + StoreLifespan)": ("web_shop:app", ROOT / "examples"),
+    "eventuali_pg.web (event_stream + StoreLifespan)": (
+        "helper_app:app",
+        ROOT / "benchmarks" / "web",
+    ),
 }
 SHUTDOWN_CAP = 20.0
 
 
 class Tick(eventuali_pg.Event):
     n: int
+    padding: str = ""
 
 
 class Ticker(eventuali_pg.Aggregate):
@@ -53,29 +57,31 @@ class Ticker(eventuali_pg.Aggregate):
         pass
 
 
-async def write_events(dsn: str, stop: asyncio.Event) -> None:
+async def write_events(dsn: str, stop: asyncio.Event, padding: int) -> None:
     """One event every 5 ms until ``stop``: the streams have something to send."""
     async with await eventuali_pg.EventStore.create(dsn) as store:
         n = 0
         while not stop.is_set():
             ticker = Ticker()
-            ticker.apply(Tick(n=n))
+            ticker.apply(Tick(n=n, padding="x" * padding))
             await store.save(ticker)
             n += 1
             await asyncio.sleep(0.005)
 
 
-async def streams_left(url: str, dsn: str, clients: int) -> tuple[int, int]:
+async def streams_left(
+    url: str, dsn: str, clients: int, padding: int, hold: float
+) -> tuple[int, int, int]:
     stop = asyncio.Event()
-    writer = asyncio.create_task(write_events(dsn, stop))
+    writer = asyncio.create_task(write_events(dsn, stop, padding))
     try:
-        return await _streams_left(url, clients)
+        return await _streams_left(url, clients, hold)
     finally:
         stop.set()
         await writer
 
 
-async def _streams_left(url: str, clients: int) -> tuple[int, int]:
+async def _streams_left(url: str, clients: int, hold: float) -> tuple[int, int, int]:
     async with httpx.AsyncClient(timeout=30) as client:
         opened = []
         for _ in range(clients):
@@ -84,14 +90,14 @@ async def _streams_left(url: str, clients: int) -> tuple[int, int]:
             chunks = response.aiter_raw()
             await anext(chunks)
             opened.append((context, chunks))
-        await asyncio.sleep(0.5)  # events flowing while the clients leave, as in a live shop
+        await asyncio.sleep(hold)  # events flowing, clients not reading, then they leave
         before = (await client.get(f"{url}/health")).json()["streams"]
         for context, _chunks in opened:
             await context.__aexit__(None, None, None)
     await asyncio.sleep(1.5)
     async with httpx.AsyncClient(timeout=30) as probe:
-        after = (await probe.get(f"{url}/health")).json()["streams"]
-    return before, after
+        health = (await probe.get(f"{url}/health")).json()
+    return before, health["streams"], health["receivers_alive"]
 
 
 async def shutdown_seconds(server: Any) -> float | None:
@@ -114,6 +120,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=os.environ.get("EVENTUALI_PG_DSN"))
     parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument(
+        "--padding", type=int, default=0, help="bytes of padding per event (fills send buffers)"
+    )
+    parser.add_argument("--hold", type=float, default=0.5, help="seconds before hanging up")
     args = parser.parse_args()
     if not args.dsn:
         parser.error("give --dsn or set EVENTUALI_PG_DSN")
@@ -125,20 +135,24 @@ async def main() -> None:
     try:
         await eventuali_pg.migrate(dsn)
         print(f"`{shlex.join(['python', 'benchmarks/web_streams.py', *sys.argv[1:]])}`\n")
-        print("| app | streams open | still subscribed 1.5 s after the clients left "
-              "| SIGTERM with a stream open: exit after |")
-        print("|---|---:|---:|---:|")
+        print(
+            "| app | streams open | 1.5 s after the clients left: still subscribed "
+            "| receiver objects alive | SIGTERM with a stream open: exit after |"
+        )
+        print("|---|---:|---:|---:|---:|")
         for label, (app, folder) in APPS.items():
             env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)])}
             async with uvicorn_server(app, dsn, env=env, cwd=folder) as server:
-                before, after = await streams_left(server.url, dsn, args.clients)
+                before, after, alive = await streams_left(
+                    server.url, dsn, args.clients, args.padding, args.hold
+                )
                 seconds = await shutdown_seconds(server)
             shown = (
                 f"{seconds:.2f} s"
                 if seconds is not None
                 else f"hung (killed after {SHUTDOWN_CAP:g} s)"
             )
-            print(f"| {label} | {before} | {after} | {shown} |")
+            print(f"| {label} | {before} | {after} | {alive} | {shown} |")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

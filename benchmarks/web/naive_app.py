@@ -4,6 +4,7 @@ whose generator closes its receiver in ``async with``. Used by benchmarks/web_st
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,7 +14,14 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from eventuali_pg import EventStore, EventStreamer, Subscription, event_context, event_to_json
+from eventuali_pg import (
+    EventStore,
+    EventStreamer,
+    EventStreamReceiver,
+    Subscription,
+    event_context,
+    event_to_json,
+)
 
 streamer = EventStreamer()
 state: dict[str, Any] = {}
@@ -54,4 +62,13 @@ async def events(from_position: int | None = None) -> StreamingResponse:
 
 @app.get("/health")
 async def health() -> dict[str, Any]:
-    return {"pid": os.getpid(), "streams": len(streamer.subscription_ids)}
+    return {
+        "pid": os.getpid(),
+        "streams": len(streamer.subscription_ids),
+        "receivers_alive": receivers_alive(),
+    }
+
+
+def receivers_alive() -> int:
+    """Receiver objects still in memory (subscribed or not), without collecting garbage."""
+    return sum(isinstance(o, EventStreamReceiver) for o in gc.get_objects())
