@@ -5,9 +5,11 @@ position or Last-Event-ID, clients hanging up, SIGTERM with a stream open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -220,3 +222,40 @@ async def test_two_workers_read_your_writes_and_standby_stats(dsn: str) -> None:
     assert code == 0, server.text
     assert server.text.count("Application shutdown complete") == 2, server.text
     assert "Traceback" not in server.text, server.text
+
+
+async def _worker_health(
+    client: httpx.AsyncClient, url: str, condition: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The /health of a worker meeting ``condition`` (new connections until one answers)."""
+    async with asyncio.timeout(HANG):
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                health: dict[str, Any] = (await client.get(f"{url}/health")).json()
+                if condition(health):
+                    return health
+            await asyncio.sleep(0.02)
+
+
+async def test_kill_9_of_the_worker_running_the_projection(dsn: str) -> None:
+    async with uvicorn_server(APP, dsn, workers=2) as server, _fresh_client() as client:
+        await _place(client, server.url, "fay", "1")
+        holder = await _worker_health(client, server.url, lambda h: h["projection"]["active"])
+        os.kill(holder["pid"], signal.SIGKILL)  # mid-whatever: its lease dies with its session
+        for number in range(2, 7):
+            async with asyncio.timeout(HANG):
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        placed = await _place(client, server.url, "fay", str(number))
+                        break
+                    await asyncio.sleep(0.05)
+            summary = await client.get(
+                f"{server.url}/customers/fay/summary",
+                params={"after": placed["position"], "timeout": HANG},
+            )
+            assert summary.status_code == 200, summary.text
+            assert summary.json()["orders"] == number  # exactly once, across the take-over
+        successor = await _worker_health(
+            client, server.url, lambda h: h["projection"]["active"] and h["pid"] != holder["pid"]
+        )
+        assert successor["projection"]["checkpoint"] >= placed["position"]
