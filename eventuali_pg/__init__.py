@@ -2,7 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
+from .context import EventContext, current_event_context, event_context
 from .errors import (
+    AggregateTypeMismatchError,
     CheckpointError,
     ConcurrencyError,
     ConfigurationError,
@@ -16,6 +18,7 @@ from .errors import (
     MissingHandlerError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PositionBeyondHeadError,
     ReceiverBusyError,
     RetryMismatchError,
     SchemaNotReadyError,
@@ -23,6 +26,7 @@ from .errors import (
     StatementCancelledError,
     StatementRefusedError,
     StoreClosedError,
+    StreamerClosedError,
     SubscriptionClosed,
     SubscriptionError,
     SubscriptionLagged,
@@ -40,7 +44,9 @@ from .projections import (
     ProjectionStats,
     TransactionalProjection,
     member_for,
+    wait_for_checkpoint,
 )
+from .records import event_to_json, event_to_record
 from .store.event_store import EventStore
 from .store.options import StoreOptions
 from .store.transaction import IsolationError, StoreTransaction
@@ -58,6 +64,7 @@ from .stream import (
 
 __all__ = [
     "Aggregate",
+    "AggregateTypeMismatchError",
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
@@ -71,6 +78,7 @@ __all__ = [
     "DecodeError",
     "DuplicateSubscriptionError",
     "Event",
+    "EventContext",
     "EventStore",
     "EventStreamReceiver",
     "EventStreamer",
@@ -82,6 +90,7 @@ __all__ = [
     "MissingHandlerError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PositionBeyondHeadError",
     "Projection",
     "ProjectionRunner",
     "ProjectionStats",
@@ -97,6 +106,7 @@ __all__ = [
     "StoreOptions",
     "StoreTransaction",
     "StreamEvent",
+    "StreamerClosedError",
     "StreamerStats",
     "Subscription",
     "SubscriptionBuilder",
@@ -105,12 +115,17 @@ __all__ = [
     "SubscriptionLagged",
     "TransactionalProjection",
     "UnknownSubscriptionError",
+    "current_event_context",
     "current_revision",
     "downgrade",
     "event_class_for",
+    "event_context",
+    "event_to_json",
+    "event_to_record",
     "member_for",
     "migrate",
     "registered_event_types",
+    "wait_for_checkpoint",
 ]
 
 if TYPE_CHECKING:

@@ -12,22 +12,45 @@ DSN_ENVIRONMENT_VARIABLES = ("EVENTUALI_PG_DSN", "DATABASE_URL")
 
 
 def resolve_dsn(dsn: str | None) -> str:
-    """The given DSN, else ``EVENTUALI_PG_DSN``, else ``DATABASE_URL``; raise if none is set."""
+    """The given DSN, else ``EVENTUALI_PG_DSN``, else ``DATABASE_URL``; raise if none is set.
+
+    A SQLAlchemy-style URL naming a driver (``postgresql+asyncpg://...``, common in
+    ``DATABASE_URL``) is accepted: the driver part is dropped (see :func:`strip_driver`).
+    """
     if dsn is not None:
         if not isinstance(dsn, str) or not dsn.strip():
             raise ConfigurationError(
                 "dsn must be a non-empty PostgreSQL URL such as "
                 "'postgresql://user:password@localhost:5432/dbname'"
             )
-        return dsn
+        return strip_driver(dsn)
     for name in DSN_ENVIRONMENT_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value:
-            return value
+            return strip_driver(value)
     raise ConfigurationError(
         "no database given: pass a DSN such as 'postgresql://user:password@localhost:5432/dbname', "
         "or set EVENTUALI_PG_DSN (or DATABASE_URL)"
     )
+
+
+def strip_driver(dsn: str) -> str:
+    """``postgresql+asyncpg://...`` (any ``+driver``) as the plain ``postgresql://...`` that
+    asyncpg takes; other URLs unchanged.
+
+    A URL with a driver but another database (``mysql+aiomysql://``) raises
+    :class:`ConfigurationError`.
+    """
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "+" not in scheme:
+        return dsn
+    base = scheme.split("+", 1)[0].lower()
+    if base not in {"postgresql", "postgres"}:
+        raise ConfigurationError(
+            f"not a PostgreSQL URL (scheme {scheme!r}): eventuali-pg needs "
+            "'postgresql://user:password@host:5432/dbname'"
+        )
+    return f"postgresql://{rest}"
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,25 @@ class ReceiverBusyError(SubscriptionError, RuntimeError):
 class RetryMismatchError(EventualiError):
     """A save was retried, but its events are only partly stored, or stored at other positions
     in their aggregates' history, so it is neither new nor a repeat of an earlier save."""
+class AggregateTypeMismatchError(EventualiError, LookupError):
+    """``store.load(cls, id)`` found events of ``id``, but of another aggregate type than
+    ``cls``'s (an id of one kind of aggregate used where another was meant)."""
+
+    def __init__(self, message: str, *, aggregate_id: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class PositionBeyondHeadError(InvalidInputError):
+    """A subscription was asked to start after a global position no event has reached yet."""
+
+    def __init__(self, message: str, *, position: int, head: int) -> None:
+        super().__init__(message)
+        self.position = position
+        self.head = head
+
+
+class StreamerClosedError(SubscriptionError):
+    """``subscribe`` was called on an :class:`EventStreamer` after its ``close()``."""

@@ -12,7 +12,9 @@ Aggregates rebuild their state by applying events to ``apply_<snake_case_event_t
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -95,6 +97,17 @@ class Event(BaseModel):
         cls.__event_type__ = name
         existing = _registry.get(name)
         if existing is not None and not replace and not _same_definition(existing, cls):
+            double = _imported_twice(existing, cls)
+            if double is not None:
+                raise EventTypeConflictError(
+                    f"event type {name!r} is defined twice because {double} was loaded twice: "
+                    f"once as the script being run (module '__main__') and once imported under "
+                    "its module name (by uvicorn 'module:app', or an import of itself). The two "
+                    "copies define two classes. Start the server with the module's name "
+                    "(`uvicorn module:app`, or `uvicorn.run(\"module:app\")` from a separate "
+                    "script) instead of running that file, and move the `python file.py` entry "
+                    "point to its own module"
+                )
             raise EventTypeConflictError(
                 f"event type {name!r} is already registered by "
                 f"{existing.__module__}.{existing.__qualname__}; "
@@ -126,6 +139,21 @@ class Event(BaseModel):
 
 def _same_definition(a: type, b: type) -> bool:
     return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
+
+
+def _imported_twice(a: type, b: type) -> str | None:
+    """The file that defines both classes when one copy is the ``__main__`` script and the
+    other the same file imported by its module name; None otherwise."""
+    if a.__qualname__ != b.__qualname__ or "__main__" not in (a.__module__, b.__module__):
+        return None
+    files = []
+    for module_name in (a.__module__, b.__module__):
+        module = sys.modules.get(module_name)
+        path = getattr(module, "__file__", None)
+        if path is None:
+            return None
+        files.append(os.path.realpath(path))
+    return files[0] if files[0] == files[1] else None
 
 
 def event_class_for(event_type: str) -> type[Event] | None:

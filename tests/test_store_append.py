@@ -404,7 +404,7 @@ async def test_unknown_event_type_loads_as_generic_event(store: EventStore, dsn:
     payload = {"colour": "blue", "n": 3, "nested": {"deep": ["ü", 1.5]}}
     ghost = Event(
         event_type="GhostHappened", event_id=event_id, timestamp=when, aggregate_id="ghost-1",
-        aggregate_type="Haunt", aggregate_version=1, event_version=2, causation_id="c",
+        aggregate_type="Bucket", aggregate_version=1, event_version=2, causation_id="c",
         user_id="u", metadata={"h": 1}, **payload,
     )
     conn = await asyncpg.connect(dsn)
@@ -419,7 +419,7 @@ async def test_unknown_event_type_loads_as_generic_event(store: EventStore, dsn:
     assert event.event_type == "GhostHappened"
     assert event.event_id == event_id and event.timestamp == when
     assert (event.event_version, event.aggregate_version, event.global_position) == (2, 1, 1)
-    assert event.aggregate_type == "Haunt"
+    assert event.aggregate_type == "Bucket"
     assert event.causation_id == "c" and event.correlation_id is None and event.user_id == "u"
     assert event.metadata == {"h": 1}
     assert event.model_extra == payload

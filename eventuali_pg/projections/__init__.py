@@ -8,6 +8,7 @@ from .leases import AdvisoryLease
 from .projection import Projection, TransactionalProjection
 from .rebuild import reset_group
 from .runner import ProjectionRunner, ProjectionStats
+from .waiting import wait_for_checkpoint
 
 __all__ = [
     "AdvisoryLease",
@@ -22,4 +23,5 @@ __all__ = [
     "TransactionalProjection",
     "member_for",
     "reset_group",
+    "wait_for_checkpoint",
 ]

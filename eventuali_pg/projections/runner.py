@@ -52,6 +52,7 @@ from .groups import ConsumerGroup
 from .leases import AdvisoryLease, LeaseLost
 from .projection import AnyProjection, Projection, TransactionalProjection
 from .rebuild import rewind
+from .waiting import wait_for_checkpoint
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
@@ -174,6 +175,8 @@ class ProjectionRunner:
         )
         self._checkpoints = CheckpointStore(store)
         self._dead_letters = DeadLetterQueue(store)
+        self._lease_poll_interval = float(lease_poll_interval)
+        self._standby_checkpoint: int | None = None
         self._lease = (
             AdvisoryLease(
                 store.connector,
@@ -313,9 +316,27 @@ class ProjectionRunner:
 
     async def wait_for_position(self, position: int, timeout: float | None = None) -> None:
         """Wait until every event up to global ``position`` has been handled (or parked or
-        skipped). Raises ``TimeoutError`` after ``timeout`` seconds."""
+        skipped) *by this runner*. Raises ``TimeoutError`` after ``timeout`` seconds.
+
+        In a runner on standby (``single_active``, another process holds the lease) this waits
+        for nothing it will do: use :meth:`wait_for_checkpoint`, which works in every process.
+        """
         async with asyncio.timeout(timeout), self._progress:
             await self._progress.wait_for(lambda: self._processed >= position)
+
+    async def wait_for_checkpoint(
+        self, position: int, timeout: float | None = None, *, poll_interval: float = 0.1
+    ) -> int:
+        """Wait until this runner's *stored* checkpoint is at ``position`` or beyond, whichever
+        process moved it (read-your-writes across workers); returns the stored position. See
+        :func:`eventuali_pg.projections.wait_for_checkpoint`."""
+        return await wait_for_checkpoint(
+            self._checkpoints,
+            self._checkpoint_ids,
+            position,
+            timeout=timeout,
+            poll_interval=poll_interval,
+        )
 
     # -- rebuild and dead letters -------------------------------------------------------------
 
@@ -361,7 +382,12 @@ class ProjectionRunner:
         return await self._dead_letters.discard(self._subscription_id, position)
 
     def stats(self) -> ProjectionStats:
-        """Positions, counts and the last session error."""
+        """Positions, counts and the last session error. On standby (``single_active``,
+        another process holds the lease) ``checkpoint`` is the stored one, refreshed every
+        ``lease_poll_interval`` seconds."""
+        checkpoint = self._committed
+        if not self._active and self._standby_checkpoint is not None:
+            checkpoint = self._standby_checkpoint
         return ProjectionStats(
             subscription_id=self._subscription_id,
             checkpoint_id=self._checkpoint_id,
@@ -369,7 +395,7 @@ class ProjectionRunner:
             running=self.running,
             active=self._active,
             processed_position=self._processed,
-            checkpoint=self._committed,
+            checkpoint=checkpoint,
             handled=self._handled,
             batches=self._batches,
             retries=self._retries,
@@ -386,7 +412,7 @@ class ProjectionRunner:
             lease = self._lease
             try:
                 if lease is not None:
-                    await lease.acquire()
+                    await self._acquire(lease)
                 self._active = True
                 self._sessions += 1
                 await self._session(streamer)
@@ -417,6 +443,28 @@ class ProjectionRunner:
                 self._active = False
                 if lease is not None:
                     await lease.release()
+
+    async def _acquire(self, lease: AdvisoryLease) -> None:
+        """Wait for the lease, following the stored checkpoint meanwhile (for :meth:`stats`)."""
+        follower = asyncio.create_task(
+            self._follow_stored_checkpoint(), name=f"eventuali_pg standby {self._checkpoint_id}"
+        )
+        try:
+            await lease.acquire()
+        finally:
+            await cancel_and_wait(follower)
+            self._standby_checkpoint = None
+
+    async def _follow_stored_checkpoint(self) -> None:
+        while True:
+            try:
+                stored = await self._checkpoints.get_many(self._checkpoint_ids)
+                self._standby_checkpoint = min(stored.values())
+            except Exception as exc:  # a standby's figure must never stop the runner
+                logger.debug(
+                    "projection %r: reading the checkpoint failed (%s)", self._checkpoint_id, exc
+                )
+            await asyncio.sleep(self._lease_poll_interval)
 
     async def _session(self, streamer: EventStreamer) -> None:
         async with database_step():

@@ -19,7 +19,8 @@ from .._db import Connection, Connector, Pool, close_or_terminate, database_erro
 from .._db.sqlalchemy_session import driver_connection
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
-from ..errors import InvalidInputError, StoreClosedError
+from ..context import stamp_events
+from ..errors import AggregateTypeMismatchError, InvalidInputError, StoreClosedError
 from ..models import Aggregate, Event
 from .appender import AppendResult, SaveUnit, append, append_with_inline, stage
 from .inline import InlineHandler, InlineProjection
@@ -193,19 +194,24 @@ class EventStore:
         *,
         connection: Connection | None = None,
         session: Any = None,
-    ) -> None:
+    ) -> int | None:
         """Append the aggregate's uncommitted events in one transaction.
 
         On success the events get their ``global_position`` and the aggregate's uncommitted list
-        is cleared. If another writer appended to the aggregate first, raises
-        :class:`ConcurrencyError`; nothing is written and the aggregate keeps its events.
+        is cleared, and the global position of its last event is returned (None when it had no
+        uncommitted events): wait for it to read your own write in a projection
+        (``runner.wait_for_checkpoint(position)``) or hand it to a client. If another writer
+        appended to the aggregate first, raises :class:`ConcurrencyError`; nothing is written
+        and the aggregate keeps its events. Events with no correlation, causation or user id
+        get those of the enclosing :func:`eventuali_pg.event_context`.
 
         With ``connection`` (an asyncpg connection inside the caller's transaction) or
         ``session`` (a SQLAlchemy ``AsyncSession`` on asyncpg, inside its transaction) the
-        events are saved in that transaction and commit or roll back with it: see "Events in
-        your own transaction" in the README.
+        events are saved in that transaction and commit or roll back with it, and None is
+        returned (positions are assigned at its commit): see "Events in your own transaction"
+        in the README.
         """
-        await self.save_all([aggregate], connection=connection, session=session)
+        return await self.save_all([aggregate], connection=connection, session=session)
 
     async def save_all(
         self,
@@ -213,22 +219,26 @@ class EventStore:
         *,
         connection: Connection | None = None,
         session: Any = None,
-    ) -> None:
+    ) -> int | None:
         """Append the uncommitted events of several aggregates in one transaction (all or none).
 
         Concurrent calls are coalesced into one transaction (one sequence advance, one NOTIFY,
         one disk flush) while each call keeps its own outcome; see ``max_batch_events``. A save
         whose caller is cancelled while it waits is withdrawn if it has not started; once
         started it completes (its events are stamped and its aggregates marked committed).
-        ``connection``/``session``: as for :meth:`save`.
+        Returns the highest global position written (None when there was nothing to save, or
+        with ``connection``/``session``, as for :meth:`save`).
         """
         self._check_open()
         if connection is not None or session is not None:
             await self._save_in_caller_transaction(aggregates, connection, session)
-            return
+            return None
         unit = self.encode(aggregates)
-        if unit is not None:
-            await self._writer.submit(unit)
+        if unit is None:
+            return None
+        await self._writer.submit(unit)
+        positions = [event.global_position for event in unit.events]
+        return max((p for p in positions if p is not None), default=None)
 
     def transaction(self) -> TransactionScope:
         """``async with store.transaction() as tx:`` a READ COMMITTED transaction on a pooled
@@ -277,6 +287,7 @@ class EventStore:
         for aggregate, uncommitted in pending:
             expected.append(aggregate.version - len(uncommitted))
             events += uncommitted
+        stamp_events(events)
         limit = self._options.max_payload_bytes
         for event in events:
             batch.add(event, max_payload_bytes=limit)
@@ -346,7 +357,9 @@ class EventStore:
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
         """Rebuild aggregate ``aggregate_id`` of class ``cls`` from its events (None if none).
 
-        Raises :class:`DecodeError` when a stored event no longer fits its event class. With
+        Raises :class:`AggregateTypeMismatchError` when ``aggregate_id`` is the id of another
+        type of aggregate (its stored ``aggregate_type`` is not ``cls.get_aggregate_type()``),
+        and :class:`DecodeError` when a stored event no longer fits its event class. With
         ``snapshot_every`` on the class, starts from the latest usable snapshot (see
         :mod:`eventuali_pg.store.snapshots`).
         """
@@ -360,6 +373,17 @@ class EventStore:
         events = await self.load_events(aggregate_id)
         if not events:
             return None
+        expected, actual = cls.get_aggregate_type(), events[0].aggregate_type
+        if actual != expected:
+            raise AggregateTypeMismatchError(
+                f"aggregate {aggregate_id!r} is a {actual!r}, not a {expected!r}: its events were "
+                f"saved by aggregate type {actual!r}. Load it with that aggregate class, or check "
+                "where the id came from (to answer 'not found', catch AggregateTypeMismatchError)"
+                f"; if {cls.__name__} was renamed, give it `aggregate_type = {actual!r}`",
+                aggregate_id=aggregate_id,
+                expected=expected,
+                actual=actual,
+            )
         return cls.from_events(require_decoded(event) for event in events)
 
     async def load_events(self, aggregate_id: str, from_version: int = 0) -> list[Event]:

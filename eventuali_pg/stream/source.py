@@ -23,6 +23,10 @@ class EventSource(Protocol):
         """Events after ``position`` and at most ``up_to``, ascending."""
         ...
 
+    async def get_global_position(self) -> int:
+        """The highest committed global position (0 when empty)."""
+        ...
+
     async def get_stream_position_at(self, aggregate_id: str, up_to: int) -> int | None:
         """The aggregate's version among events at or below global position ``up_to``."""
         ...

@@ -11,6 +11,8 @@ from ..errors import (
     ConfigurationError,
     DuplicateSubscriptionError,
     InvalidInputError,
+    PositionBeyondHeadError,
+    StreamerClosedError,
     UnknownSubscriptionError,
 )
 from ..models import Event
@@ -59,6 +61,7 @@ class EventStreamer:
         self._published = 0
         self._duplicates = 0
         self._warned_hand_publish = False
+        self._closed = False
 
     @property
     def capacity(self) -> int:
@@ -80,16 +83,43 @@ class EventStreamer:
         With ``from_position=N`` (or ``subscription.from_position``) the receiver first gets
         every matching event after global position N from the attached store, then continues
         live with no gap and no duplicate. Without it, delivery starts with the next event
-        published. Raises :class:`DuplicateSubscriptionError` if the id is already active.
+        published. Raises :class:`DuplicateSubscriptionError` if the id is already active,
+        :class:`InvalidInputError` when ``from_position`` and ``subscription.from_position`` are
+        both given and differ, :class:`PositionBeyondHeadError` when N is beyond the attached
+        store's head (no event has that position yet), and :class:`StreamerClosedError` after
+        :meth:`close`.
         """
         if not isinstance(subscription, Subscription):
             raise InvalidInputError(
                 f"subscribe() takes a Subscription, got {type(subscription).__name__}"
             )
+        if self._closed:
+            raise StreamerClosedError(
+                "this EventStreamer is closed (its receivers were ended by close()); create a "
+                "new EventStreamer and attach it to the store to subscribe again"
+            )
         if from_position is None:
             from_position = subscription.from_position
         else:
             check_position(from_position, what="from_position")
+            if subscription.from_position not in (None, from_position):
+                raise InvalidInputError(
+                    f"subscription {subscription.subscription_id!r} says from_position="
+                    f"{subscription.from_position} but subscribe() was given from_position="
+                    f"{from_position}; give the starting position in one place only"
+                )
+        if from_position is not None and from_position > self._head and self._source is not None:
+            store_head = await self._source.get_global_position()
+            if from_position > store_head:
+                raise PositionBeyondHeadError(
+                    f"cannot start subscription {subscription.subscription_id!r} after position "
+                    f"{from_position}: the store's head is {store_head}, so no event has that "
+                    "position yet. Start at a position you received (an event's "
+                    "global_position), at 0 for the whole history, or leave from_position out "
+                    "to receive only new events",
+                    position=from_position,
+                    head=store_head,
+                )
         subscription_id = subscription.subscription_id
         if subscription_id in self._receivers:
             raise DuplicateSubscriptionError(
@@ -123,6 +153,33 @@ class EventStreamer:
                 f"{sorted(self._receivers) or 'none'}"
             )
         receiver._end()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    async def close(self) -> None:
+        """End every receiver of this streamer at once and stop following its store.
+
+        Each receiver's ``async for`` ends cleanly and ``recv()`` raises
+        :class:`SubscriptionClosed`; later ``subscribe`` calls raise
+        :class:`StreamerClosedError`. The store stays open. Use it to end every live stream
+        when a server shuts down (the web integration calls it on SIGTERM). Idempotent.
+        """
+        self._closed = True
+        source = self._source
+        if source is not None:
+            from ..store.event_store import EventStore
+
+            if isinstance(source, EventStore):
+                await self.detach(source)
+                return
+            self._detach_source(source)
+        receivers = list(self._receivers.values())
+        self._receivers.clear()
+        for receiver in receivers:
+            receiver._end()
 
     def _remove(self, subscription_id: str, receiver: EventStreamReceiver) -> None:
         if self._receivers.get(subscription_id) is receiver:
@@ -197,6 +254,10 @@ class EventStreamer:
         global order, exactly once (same as ``await store.attach_streamer(streamer)``)."""
         from .feed import feed_of
 
+        if self._closed:
+            raise StreamerClosedError(
+                "this EventStreamer is closed; attach a new EventStreamer to the store"
+            )
         feed = await feed_of(store)
         self._attach_source(store, feed.published_position)
         feed.add(self)
