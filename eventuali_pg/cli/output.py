@@ -89,23 +89,11 @@ def plain(text: object) -> Text:
 
 
 def event_record(event: Event) -> dict[str, Any]:
-    """An event as a JSON-ready dict: its envelope, ``metadata`` and ``payload``."""
-    return {
-        "global_position": event.global_position,
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "aggregate_version": event.aggregate_version,
-        "event_type": event.event_type,
-        "event_version": event.event_version,
-        "event_id": str(event.event_id),
-        "timestamp": _iso(event.timestamp),
-        "recorded_at": _iso(event.recorded_at),
-        "causation_id": event.causation_id,
-        "correlation_id": event.correlation_id,
-        "user_id": event.user_id,
-        "metadata": event.metadata,
-        "payload": event.payload(),
-    }
+    """An event as a JSON-ready dict: :func:`eventuali_pg.event_to_record` (one shape for the
+    command line and the web integration)."""
+    from ..records import event_to_record
+
+    return event_to_record(event)
 
 
 def json_text(value: Any) -> str:
@@ -165,10 +153,6 @@ def event_line(event: Event) -> Text:
         "  ",
         payload_text(event, 200),
     )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
