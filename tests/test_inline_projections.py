@@ -128,7 +128,11 @@ async def test_a_failing_handler_rolls_back_only_its_own_save(
         results = await asyncio.gather(
             *(store.save(a) for a in aggregates), return_exceptions=True
         )
-        failed = {a.id: r for a, r in zip(aggregates, results, strict=True) if r is not None}
+        failed = {
+            a.id: r
+            for a, r in zip(aggregates, results, strict=True)
+            if isinstance(r, BaseException)
+        }
         assert list(failed) == ["bad-1"] and isinstance(failed["bad-1"], HandlerRefused)
         bad = next(a for a in aggregates if a.id == "bad-1")
         assert bad.has_uncommitted_events()

@@ -175,7 +175,11 @@ async def test_one_refused_save_fails_alone_in_a_coalesced_group(dsn: str) -> No
             results = await asyncio.gather(
                 *(store.save(aggregate) for aggregate in aggregates), return_exceptions=True
             )
-            failed = {a.id: r for a, r in zip(aggregates, results, strict=True) if r is not None}
+            failed = {
+                a.id: r
+                for a, r in zip(aggregates, results, strict=True)
+                if isinstance(r, BaseException)
+            }
             assert list(failed) == ["poison-1"]
             assert isinstance(failed["poison-1"], StatementRefusedError)
             assert "test_refuses_poison" in str(failed["poison-1"])
