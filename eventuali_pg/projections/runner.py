@@ -25,14 +25,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from .._tasks import cancel_and_wait
+from .._tasks import cancel_and_wait, run_together
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
-from ..models import Event
 from ..stream.backoff import Backoff
 from ..stream.receiver import EventStreamReceiver
 from ..stream.stream_event import StreamEvent
@@ -40,8 +39,6 @@ from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
 from ._db import (
     DatabaseFailure,
-    HandlerFailure,
-    cancelling,
     close_connection,
     database_step,
     open_connection,
@@ -50,6 +47,7 @@ from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .groups import ConsumerGroup
 from .leases import AdvisoryLease, LeaseLost
+from .processing import EventHandling
 from .projection import AnyProjection, Projection, TransactionalProjection
 from .rebuild import rewind
 from .waiting import wait_for_checkpoint
@@ -85,7 +83,7 @@ class ProjectionStats:
     last_error: str | None
 
 
-class ProjectionRunner:
+class ProjectionRunner(EventHandling):
     """Runs ``projection`` over the events of ``store``, durably. See the module docstring.
 
     Options: ``subscription_id`` (required; names the checkpoint and the dead letters),
@@ -501,7 +499,7 @@ class ProjectionRunner:
             ]
             if self._lease is not None:
                 parts.append(("lease", self._lease.watch()))
-            await _run_together(self._checkpoint_id, parts)
+            await run_together(f"projection {self._checkpoint_id}", parts)
         finally:
             await receiver.close()
 
@@ -588,211 +586,6 @@ class ProjectionRunner:
         # how far it has examined the stream, filtered-out events included.
         live_and_empty = stats.live and stats.buffer_depth == 0
         await self._advanced(head if live_and_empty else head - stats.lag)
-
-    # -- handling -----------------------------------------------------------------------------
-
-    def _mine(self, batch: Sequence[StreamEvent]) -> list[StreamEvent]:
-        group = self._group
-        if group is None:
-            return list(batch)
-        mine = []
-        for item in batch:
-            if not group.owns(item.event.aggregate_id):
-                continue
-            partition = group.partition_checkpoint_id(
-                self._subscription_id, group.partition(item.event.aggregate_id)
-            )
-            if item.global_position > self._positions[partition]:
-                mine.append(item)  # else: handled already, by this partition's former member
-        return mine
-
-    async def _handle(self, batch: list[StreamEvent]) -> None:
-        self._batches += 1
-        last = batch[-1].global_position
-        mine = self._mine(batch)
-        if any(item.event.decode_error is not None for item in mine):
-            # A stored event this process cannot read is parked, never handed to the handler:
-            # the rest of the batch goes one at a time around it.
-            await self._one_by_one(batch, None)
-        elif mine:
-            first_error: BaseException | None = None
-            try:
-                await self._apply([item.event for item in mine], last)
-            except HandlerFailure as failure:
-                first_error = failure.cause
-            if first_error is not None:
-                await self._one_by_one(batch, first_error if len(mine) == 1 else None)
-        await self._advanced(last)
-        if self._committed >= self._processed:
-            self._since_checkpoint = 0
-            self._checkpointed_at = time.monotonic()
-            return
-        self._since_checkpoint += len(batch)
-        if (
-            self._since_checkpoint >= self._checkpoint_every
-            or time.monotonic() - self._checkpointed_at >= self._checkpoint_interval
-        ):
-            await self._flush()
-
-    async def _apply(self, events: list[Event], last: int, *, single: bool = False) -> None:
-        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``.
-
-        Raises :class:`HandlerFailure` when the handler raised, :class:`DatabaseFailure` when
-        the runner's own database work failed (or the connection died under the handler).
-        """
-        if self._exactly_once:
-            conn = self._connection
-            async with database_step(), conn.transaction():
-                await self._advance_checkpoints(last, connection=conn)
-                await self._call_handler(events, single, conn)
-            self._moved(last)
-        else:
-            await self._call_handler(events, single, None)
-        self._handled += len(events)
-
-    async def _call_handler(self, events: list[Event], single: bool, conn: Any) -> None:
-        """The handler's call, where whatever it raises becomes a :class:`HandlerFailure`."""
-        projection = self._projection
-        try:
-            if isinstance(projection, TransactionalProjection):
-                if single:
-                    await projection.handle_event(events[0], conn)
-                else:
-                    await projection.handle_batch(events, conn)
-            elif single:
-                await projection.handle_event(events[0])
-            else:
-                await projection.handle_batch(events)
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and cancelling():
-                raise  # the runner is stopping; the handler merely was interrupted
-            if conn is not None and conn.is_closed():
-                raise DatabaseFailure(exc) from exc
-            raise HandlerFailure(exc) from exc
-
-    async def _one_by_one(
-        self, batch: list[StreamEvent], first_error: BaseException | None
-    ) -> None:
-        group = self._group
-        for item in batch:
-            if group is not None and not group.owns(item.event.aggregate_id):
-                continue
-            await self._attempt(item, first_error)
-            await self._advanced(item.global_position)
-
-    async def _attempt(self, item: StreamEvent, first_error: BaseException | None) -> None:
-        if item.event.decode_error is not None:  # permanent: retrying cannot help
-            await self._park(item, item.event.decode_error, 0)
-            return
-        backoff = Backoff(initial=self._retry_delay, maximum=self._max_retry_delay)
-        attempts = 0
-        error = first_error
-        if error is not None:
-            attempts = 1
-        while True:
-            if error is not None:
-                if attempts >= self._max_attempts:
-                    await self._park(item, error, attempts)
-                    return
-                self._retries += 1
-                delay = backoff.next_delay()
-                logger.warning(
-                    "projection %r: event %d (%s) failed (attempt %d of %d: %s); retrying in %.2fs",
-                    self._checkpoint_id,
-                    item.global_position,
-                    item.event.event_type,
-                    attempts,
-                    self._max_attempts,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-            attempts += 1
-            try:
-                await self._apply([item.event], item.global_position, single=True)
-                return
-            except HandlerFailure as failure:
-                error = failure.cause
-
-    async def _park(self, item: StreamEvent, error: BaseException, attempts: int) -> None:
-        if self._exactly_once:
-            conn = self._connection
-            async with database_step(), conn.transaction():
-                await self._advance_checkpoints(item.global_position, connection=conn)
-                await self._dead_letters.park(
-                    self._subscription_id, item.event, error, attempts, connection=conn
-                )
-            self._moved(item.global_position)
-        else:
-            async with database_step():
-                await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
-        self._parked += 1
-
-    async def _advanced(self, position: int) -> None:
-        if position <= self._processed:
-            return
-        self._processed = position
-        async with self._progress:
-            self._progress.notify_all()
-
-    async def _advance_checkpoints(self, position: int, *, connection: Any = None) -> None:
-        """Move every checkpoint of this runner that is behind ``position`` to it, each fenced
-        on where this runner last left it (:meth:`_moved` records the move once committed)."""
-        behind = {name: at for name, at in self._positions.items() if at < position}
-        if not behind:
-            return
-        if len(behind) == 1:
-            ((name, at),) = behind.items()
-            await self._checkpoints.advance(name, position, expected=at, connection=connection)
-        else:
-            await self._checkpoints.advance_many(behind, position, connection=connection)
-
-    def _moved(self, position: int) -> None:
-        for name, at in self._positions.items():
-            if at < position:
-                self._positions[name] = position
-        self._committed = min(self._positions.values())
-
-    async def _flush(self) -> None:
-        """Write the checkpoint of everything processed (at-least-once, and skipped events).
-
-        Fenced in both modes: when the stored checkpoint is no longer the one this runner
-        wrote (reset, deleted, or moved by another consumer) it raises CheckpointError instead
-        of writing over it, and the session resumes from the stored one.
-        """
-        position = self._processed
-        if position > self._committed:
-            async with database_step():
-                await self._advance_checkpoints(position)
-            self._moved(position)
-        self._since_checkpoint = 0
-        self._checkpointed_at = time.monotonic()
-
-
-async def _run_together(owner: str, parts: list[tuple[str, Coroutine[Any, Any, None]]]) -> None:
-    """Run the coroutines as tasks until the first one ends; cancel and await the others, then
-    raise the first one's error (if any)."""
-    tasks = [
-        asyncio.create_task(coro, name=f"eventuali_pg projection {owner} {name}")
-        for name, coro in parts
-    ]
-    try:
-        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-        errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
-    for task in tasks:
-        if task in done:
-            if task.cancelled():  # by someone else: this function cancels only after the wait
-                raise RuntimeError(f"projection {owner}: task {task.get_name()!r} was cancelled")
-            error = task.exception()
-            if error is not None:
-                raise error
-    for error in errors:
-        if error is not None:
-            raise error
 
 
 def _check_int(name: str, value: object) -> None:

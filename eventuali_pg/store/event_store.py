@@ -16,20 +16,19 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
-from .._db.sqlalchemy_session import driver_connection
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
 from ..context import stamp_events
-from ..errors import AggregateTypeMismatchError, InvalidInputError, StoreClosedError
+from ..errors import AggregateTypeMismatchError, StoreClosedError
 from ..models import Aggregate, Event
-from .appender import AppendResult, SaveUnit, append, append_with_inline, stage
+from .appender import AppendResult, SaveUnit, append, append_with_inline
 from .inline import InlineHandler, InlineProjection
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
 from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
-from .transaction import TransactionScope, check_caller_transaction
+from .transaction import TransactionScope, save_in_caller_transaction
 from .validation import check_aggregates_to_save
 from .writer import AppendWriter
 
@@ -182,6 +181,11 @@ class EventStore:
         return self._sql
 
     @property
+    def inline_projections(self) -> list[InlineProjection]:
+        """The inline projections run inside every save's transaction."""
+        return list(self._inline)
+
+    @property
     def closed(self) -> bool:
         """True after :meth:`close`."""
         return self._closed
@@ -231,7 +235,7 @@ class EventStore:
         """
         self._check_open()
         if connection is not None or session is not None:
-            await self._save_in_caller_transaction(aggregates, connection, session)
+            await save_in_caller_transaction(self, aggregates, connection, session)
             return None
         unit = self.encode(aggregates)
         if unit is None:
@@ -247,25 +251,6 @@ class EventStore:
         :mod:`eventuali_pg.store.transaction`."""
         self._check_open()
         return TransactionScope(self)
-
-    async def _save_in_caller_transaction(
-        self, aggregates: Iterable[Aggregate], connection: Connection | None, session: Any
-    ) -> None:
-        if connection is not None and session is not None:
-            raise InvalidInputError("pass connection= or session=, not both")
-        if session is not None:
-            connection = await driver_connection(session)
-        assert connection is not None
-        await check_caller_transaction(connection, self.dsn)
-        unit = self.encode(aggregates)
-        if unit is None:
-            return
-        await stage(connection, self._sql, self.dsn, unit, inline=self._inline)
-        if unit.error is not None:
-            raise unit.error
-        saved = {id(event) for event in unit.events}
-        for aggregate in unit.aggregates:
-            aggregate._mark_committed(saved)
 
     def _committed_elsewhere(self, head: int, units: list[SaveUnit]) -> None:
         """A store transaction committed ``units`` up to ``head``: take the snapshots they

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._db import Connection, database_errors
+from .._db.sqlalchemy_session import driver_connection
 from ..errors import InvalidInputError
 from ..models import Aggregate, Event
 from .appender import SaveUnit, stage
@@ -56,6 +57,32 @@ async def check_caller_transaction(connection: Connection, dsn: str) -> None:
             "sequence, which a REPEATABLE READ or SERIALIZABLE snapshot cannot advance. Nothing "
             "was written; open the transaction with isolation='read_committed'"
         )
+
+
+async def save_in_caller_transaction(
+    store: EventStore,
+    aggregates: Iterable[Aggregate],
+    connection: Connection | None,
+    session: Any,
+) -> None:
+    """``store.save_all(aggregates, connection=...)`` / ``session=...``: stage the events in the
+    caller's transaction; the aggregates are marked committed (the library cannot see that
+    transaction end: reload them if it rolls back)."""
+    if connection is not None and session is not None:
+        raise InvalidInputError("pass connection= or session=, not both")
+    if session is not None:
+        connection = await driver_connection(session)
+    assert connection is not None
+    await check_caller_transaction(connection, store.dsn)
+    unit = store.encode(aggregates)
+    if unit is None:
+        return
+    await stage(connection, store.sql, store.dsn, unit, inline=store.inline_projections)
+    if unit.error is not None:
+        raise unit.error
+    saved = {id(event) for event in unit.events}
+    for aggregate in unit.aggregates:
+        aggregate._mark_committed(saved)
 
 
 def pending_events(
@@ -98,7 +125,11 @@ class StoreTransaction:
         if unit is None:
             return
         await stage(
-            self._connection, self._store.sql, self._store.dsn, unit, inline=self._store._inline
+            self._connection,
+            self._store.sql,
+            self._store.dsn,
+            unit,
+            inline=self._store.inline_projections,
         )
         if unit.error is not None:
             raise unit.error

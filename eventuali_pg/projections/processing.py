@@ -1,0 +1,233 @@
+"""How a runner handles its events: batches to the handler, one at a time after a failure,
+retries with backoff, parking, and moving its checkpoints (fenced on where it left them).
+
+:class:`EventHandling` is the processing half of :class:`~eventuali_pg.ProjectionRunner`; the
+runner itself (``runner.py``) coordinates: lifecycle, sessions, the lease, reading the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..models import Event
+from ..stream.backoff import Backoff
+from ..stream.stream_event import StreamEvent
+from ._db import DatabaseFailure, HandlerFailure, cancelling, database_step
+from .checkpoints import CheckpointStore
+from .dead_letters import DeadLetterQueue
+from .groups import ConsumerGroup
+from .projection import AnyProjection, TransactionalProjection
+
+logger = logging.getLogger("eventuali_pg.projections")
+
+
+class EventHandling:
+    """The processing state and steps of a runner (see the module docstring)."""
+
+    _projection: AnyProjection
+    _subscription_id: str
+    _checkpoint_id: str
+    _checkpoint_ids: list[str]
+    _positions: dict[str, int]
+    _checkpoints: CheckpointStore
+    _dead_letters: DeadLetterQueue
+    _group: ConsumerGroup | None
+    _exactly_once: bool
+    _connection: Any
+    _progress: asyncio.Condition
+    _processed: int
+    _committed: int
+    _since_checkpoint: int
+    _checkpointed_at: float
+    _checkpoint_every: int
+    _checkpoint_interval: float
+    _max_attempts: int
+    _retry_delay: float
+    _max_retry_delay: float
+    _handled: int
+    _batches: int
+    _retries: int
+    _parked: int
+
+    def _mine(self, batch: Sequence[StreamEvent]) -> list[StreamEvent]:
+        group = self._group
+        if group is None:
+            return list(batch)
+        mine = []
+        for item in batch:
+            if not group.owns(item.event.aggregate_id):
+                continue
+            partition = group.partition_checkpoint_id(
+                self._subscription_id, group.partition(item.event.aggregate_id)
+            )
+            if item.global_position > self._positions[partition]:
+                mine.append(item)  # else: handled already, by this partition's former member
+        return mine
+
+    async def _handle(self, batch: list[StreamEvent]) -> None:
+        self._batches += 1
+        last = batch[-1].global_position
+        mine = self._mine(batch)
+        if any(item.event.decode_error is not None for item in mine):
+            # A stored event this process cannot read is parked, never handed to the handler:
+            # the rest of the batch goes one at a time around it.
+            await self._one_by_one(batch, None)
+        elif mine:
+            first_error: BaseException | None = None
+            try:
+                await self._apply([item.event for item in mine], last)
+            except HandlerFailure as failure:
+                first_error = failure.cause
+            if first_error is not None:
+                await self._one_by_one(batch, first_error if len(mine) == 1 else None)
+        await self._advanced(last)
+        if self._committed >= self._processed:
+            self._since_checkpoint = 0
+            self._checkpointed_at = time.monotonic()
+            return
+        self._since_checkpoint += len(batch)
+        if (
+            self._since_checkpoint >= self._checkpoint_every
+            or time.monotonic() - self._checkpointed_at >= self._checkpoint_interval
+        ):
+            await self._flush()
+
+    async def _apply(self, events: list[Event], last: int, *, single: bool = False) -> None:
+        """Batches go to ``handle_batch``; events retried one at a time to ``handle_event``.
+
+        Raises :class:`HandlerFailure` when the handler raised, :class:`DatabaseFailure` when
+        the runner's own database work failed (or the connection died under the handler).
+        """
+        if self._exactly_once:
+            conn = self._connection
+            async with database_step(), conn.transaction():
+                await self._advance_checkpoints(last, connection=conn)
+                await self._call_handler(events, single, conn)
+            self._moved(last)
+        else:
+            await self._call_handler(events, single, None)
+        self._handled += len(events)
+
+    async def _call_handler(self, events: list[Event], single: bool, conn: Any) -> None:
+        """The handler's call, where whatever it raises becomes a :class:`HandlerFailure`."""
+        projection = self._projection
+        try:
+            if isinstance(projection, TransactionalProjection):
+                if single:
+                    await projection.handle_event(events[0], conn)
+                else:
+                    await projection.handle_batch(events, conn)
+            elif single:
+                await projection.handle_event(events[0])
+            else:
+                await projection.handle_batch(events)
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and cancelling():
+                raise  # the runner is stopping; the handler merely was interrupted
+            if conn is not None and conn.is_closed():
+                raise DatabaseFailure(exc) from exc
+            raise HandlerFailure(exc) from exc
+
+    async def _one_by_one(
+        self, batch: list[StreamEvent], first_error: BaseException | None
+    ) -> None:
+        group = self._group
+        for item in batch:
+            if group is not None and not group.owns(item.event.aggregate_id):
+                continue
+            await self._attempt(item, first_error)
+            await self._advanced(item.global_position)
+
+    async def _attempt(self, item: StreamEvent, first_error: BaseException | None) -> None:
+        if item.event.decode_error is not None:  # permanent: retrying cannot help
+            await self._park(item, item.event.decode_error, 0)
+            return
+        backoff = Backoff(initial=self._retry_delay, maximum=self._max_retry_delay)
+        attempts = 0
+        error = first_error
+        if error is not None:
+            attempts = 1
+        while True:
+            if error is not None:
+                if attempts >= self._max_attempts:
+                    await self._park(item, error, attempts)
+                    return
+                self._retries += 1
+                delay = backoff.next_delay()
+                logger.warning(
+                    "projection %r: event %d (%s) failed (attempt %d of %d: %s); retrying in %.2fs",
+                    self._checkpoint_id,
+                    item.global_position,
+                    item.event.event_type,
+                    attempts,
+                    self._max_attempts,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                await self._apply([item.event], item.global_position, single=True)
+                return
+            except HandlerFailure as failure:
+                error = failure.cause
+
+    async def _park(self, item: StreamEvent, error: BaseException, attempts: int) -> None:
+        if self._exactly_once:
+            conn = self._connection
+            async with database_step(), conn.transaction():
+                await self._advance_checkpoints(item.global_position, connection=conn)
+                await self._dead_letters.park(
+                    self._subscription_id, item.event, error, attempts, connection=conn
+                )
+            self._moved(item.global_position)
+        else:
+            async with database_step():
+                await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
+        self._parked += 1
+
+    async def _advanced(self, position: int) -> None:
+        if position <= self._processed:
+            return
+        self._processed = position
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _advance_checkpoints(self, position: int, *, connection: Any = None) -> None:
+        """Move every checkpoint of this runner that is behind ``position`` to it, each fenced
+        on where this runner last left it (:meth:`_moved` records the move once committed)."""
+        behind = {name: at for name, at in self._positions.items() if at < position}
+        if not behind:
+            return
+        if len(behind) == 1:
+            ((name, at),) = behind.items()
+            await self._checkpoints.advance(name, position, expected=at, connection=connection)
+        else:
+            await self._checkpoints.advance_many(behind, position, connection=connection)
+
+    def _moved(self, position: int) -> None:
+        for name, at in self._positions.items():
+            if at < position:
+                self._positions[name] = position
+        self._committed = min(self._positions.values())
+
+    async def _flush(self) -> None:
+        """Write the checkpoint of everything processed (at-least-once, and skipped events).
+
+        Fenced in both modes: when the stored checkpoint is no longer the one this runner
+        wrote (reset, deleted, or moved by another consumer) it raises CheckpointError instead
+        of writing over it, and the session resumes from the stored one.
+        """
+        position = self._processed
+        if position > self._committed:
+            async with database_step():
+                await self._advance_checkpoints(position)
+            self._moved(position)
+        self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
+
+
