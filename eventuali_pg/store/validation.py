@@ -190,6 +190,48 @@ def check_aggregates_to_save(
 
 
 def _check_event(aggregate: Aggregate, event: Event, version: int) -> None:
+    # The common case, every value fine, is checked without building any message (this runs
+    # for every event of every save); the first doubt goes to the full check, which explains.
+    if (
+        isinstance(event, Event)
+        and event.aggregate_id == aggregate.id
+        and event.aggregate_version == version
+        and type(version) is int
+        and 1 <= version <= MAX_VERSION
+        and type(event.event_version) is int
+        and 1 <= event.event_version <= MAX_VERSION
+        and _plain_text(event.event_type)
+        and _plain_text(event.aggregate_type)
+        and (event.user_id is None or _plain_text(event.user_id, empty=True))
+        and (event.causation_id is None or _plain_text(event.causation_id, empty=True))
+        and (event.correlation_id is None or _plain_text(event.correlation_id, empty=True))
+        and isinstance(event.event_id, uuid.UUID)
+        and isinstance(event.metadata, dict)
+        and event.global_position is None
+    ):
+        timestamp = event.timestamp
+        if not (
+            type(timestamp) is datetime
+            and timestamp.tzinfo is UTC
+            and _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP
+        ):
+            check_timestamp(timestamp)
+        return
+    _explain_event(aggregate, event, version)
+
+
+def _plain_text(value: object, *, empty: bool = False) -> bool:
+    """True for text :func:`check_text` accepts, decided cheaply for short ASCII text."""
+    return (
+        type(value) is str
+        and (empty or bool(value))
+        and value.isascii()
+        and len(value) <= MAX_NAME_BYTES
+        and "\x00" not in value
+    )
+
+
+def _explain_event(aggregate: Aggregate, event: Event, version: int) -> None:
     if not isinstance(event, Event):
         raise InvalidInputError(
             f"aggregate {aggregate.id!r} holds a {type(event).__name__} as an uncommitted "
