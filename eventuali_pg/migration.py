@@ -12,7 +12,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from ._db import Connection as DbConnection
 from ._db.connector import connect
 from ._dsn import DSN_ENVIRONMENT_VARIABLES, resolve_dsn
 from ._identifiers import validate_identifier
@@ -118,7 +118,7 @@ def create_engine_for(dsn: str, *, connect_timeout: float = 10.0) -> AsyncEngine
     )
 
 
-async def _raw_connect(dsn: str, timeout: float) -> asyncpg.Connection:
+async def _raw_connect(dsn: str, timeout: float) -> DbConnection:
     return await connect(dsn, timeout=timeout)
 
 
@@ -151,7 +151,7 @@ async def current_revision(dsn: str | None = None, *, schema: str = DEFAULT_SCHE
         await connection.close()
 
 
-async def fetch_revision(connection: asyncpg.Connection, schema: str) -> str | None:
+async def fetch_revision(connection: DbConnection, schema: str) -> str | None:
     """The alembic revision of the schema, or None when there is none.
 
     Read from the schema's own version table, else (for an application that runs our revisions
@@ -181,7 +181,7 @@ class RecordedRevision:
         return self.revision is not None and self.revision in known_revisions()
 
 
-async def find_revision(connection: asyncpg.Connection, schema: str) -> RecordedRevision | None:
+async def find_revision(connection: DbConnection, schema: str) -> RecordedRevision | None:
     """The schema's recorded revision, or None when the schema was never migrated.
 
     Our own version table (``<schema>.alembic_version_eventuali_pg``) first. Without it, when the
@@ -232,7 +232,7 @@ def _run_lock() -> asyncio.Lock:
 
 
 async def check_schema_revision(
-    connection: asyncpg.Connection, schema: str, *, command: str
+    connection: DbConnection, schema: str, *, command: str
 ) -> str:
     """The schema's revision; raise :class:`SchemaNotReadyError` unless it is the newest.
 
@@ -336,7 +336,7 @@ async def _run(dsn: str | None, schema: str, action: Any, *, upgrade: bool) -> U
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
-            driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+            driver: DbConnection = (await connection.get_raw_connection()).driver_connection
             before = await find_revision(driver, schema)
             if before is not None and not before.known:
                 raise newer_revision_error(schema, before)

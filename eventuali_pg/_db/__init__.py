@@ -7,7 +7,14 @@
 """
 
 from .connector import APPLICATION_NAME, Connection, Connector, Pool, Record
-from .errors import database_errors, is_lost_connection, translate
+from .errors import (
+    ServerError,
+    database_errors,
+    is_lost_connection,
+    server_detail,
+    translate,
+    unique_violation,
+)
 from .session import close_or_terminate, watch_connection
 
 __all__ = [
@@ -16,9 +23,12 @@ __all__ = [
     "Connector",
     "Pool",
     "Record",
+    "ServerError",
     "close_or_terminate",
     "database_errors",
     "is_lost_connection",
+    "server_detail",
     "translate",
+    "unique_violation",
     "watch_connection",
 ]

@@ -55,6 +55,22 @@ _BAD_VALUE = (
 )
 
 
+#: The driver's base class of errors the server reported (for ``except`` clauses outside here).
+ServerError = asyncpg.PostgresError
+
+
+def unique_violation(exc: BaseException) -> str | None:
+    """The constraint a unique violation hit, None when ``exc`` is none."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return str(exc.constraint_name or "")
+    return None
+
+
+def server_detail(exc: BaseException) -> str:
+    """The server's DETAIL line of ``exc`` ("" when there is none)."""
+    return str(getattr(exc, "detail", "") or "")
+
+
 def is_lost_connection(exc: BaseException) -> bool:
     """True when ``exc`` means the connection (or the server) went away, as opposed to a
     statement the server refused or cancelled."""

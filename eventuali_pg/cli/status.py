@@ -11,7 +11,7 @@ from .output import console, json_text, plain, safe_text
 from .target import CLI_APPLICATION_NAME, Target, check_schema, connect, resolve
 
 if TYPE_CHECKING:
-    import asyncpg
+    from .._db import Connection
 
 #: The rate is counted among at most this many of the newest events (a bounded index scan).
 RATE_WINDOW_ROWS = 200_000
@@ -33,7 +33,7 @@ async def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def collect(connection: asyncpg.Connection, target: Target) -> dict[str, Any]:
+async def collect(connection: Connection, target: Target) -> dict[str, Any]:
     """Gather every figure of the status report as a JSON-ready dict."""
     schema = target.schema
     revision = await check_schema(connection, schema)
@@ -80,7 +80,7 @@ async def collect(connection: asyncpg.Connection, target: Target) -> dict[str, A
     }
 
 
-async def _dead_letters(connection: asyncpg.Connection, schema: str) -> dict[str, Any] | None:
+async def _dead_letters(connection: Connection, schema: str) -> dict[str, Any] | None:
     """Counts of parked events, or None when the schema predates the dead-letter table."""
     table = f"{schema}.dead_letters"
     if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
@@ -97,7 +97,7 @@ async def _dead_letters(connection: asyncpg.Connection, schema: str) -> dict[str
     }
 
 
-async def _connections(connection: asyncpg.Connection) -> dict[str, Any]:
+async def _connections(connection: Connection) -> dict[str, Any]:
     """eventuali-pg connections to this database, other than this command's own."""
     rows = await connection.fetch(
         "SELECT application_name, count(*) AS n, max(client_addr::text) AS addr "

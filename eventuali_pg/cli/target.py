@@ -17,8 +17,7 @@ from .._dsn import DSN_ENVIRONMENT_VARIABLES, describe_dsn
 from .output import note
 
 if TYPE_CHECKING:
-    import asyncpg
-
+    from .._db import Connection
     from ..store.event_store import EventStore
     from ..stream.streamer import EventStreamer
 
@@ -90,14 +89,14 @@ async def open_store(
     return await EventStore.create(target.dsn, schema=target.schema, streamer=streamer, **settings)
 
 
-async def connect(target: Target) -> asyncpg.Connection:
+async def connect(target: Target) -> Connection:
     """One plain connection (application_name ``eventuali_pg_cli``)."""
     from .._db.connector import connect as connect_to
 
     return await connect_to(target.dsn, server_settings={"application_name": CLI_APPLICATION_NAME})
 
 
-async def check_schema(connection: asyncpg.Connection, schema: str) -> str:
+async def check_schema(connection: Connection, schema: str) -> str:
     """The schema's revision; raise SchemaNotReadyError naming the command to run if not head."""
     from ..migration import check_schema_revision
 

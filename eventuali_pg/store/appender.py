@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from .._db import database_errors, is_lost_connection, translate
+from .._db import (
+    Connection,
+    ServerError,
+    database_errors,
+    is_lost_connection,
+    server_detail,
+    translate,
+    unique_violation,
+)
 from ..codec import EncodedBatch
 from ..errors import ConcurrencyError, EventualiError, InvalidInputError, RetryMismatchError
 from ..models import Aggregate, Event
@@ -151,7 +157,7 @@ class AppendResult:
 
 
 async def append(
-    connection: asyncpg.Connection,
+    connection: Connection,
     sql: StoreSql,
     dsn: str,
     units: list[SaveUnit],
@@ -175,7 +181,7 @@ async def append(
     with database_errors(dsn, writing=True):
         try:
             row = await connection.fetchrow(sql.append, *append_arguments(units, sql.channel))
-        except asyncpg.PostgresError as exc:
+        except ServerError as exc:
             if is_lost_connection(exc) or connection.is_in_transaction():
                 # Inside the caller's transaction the statement cannot be re-run alone: the
                 # transaction is aborted, and the caller's save gets the error.
@@ -210,34 +216,32 @@ async def append(
 
 
 async def _settle_refused(
-    connection: asyncpg.Connection,
+    connection: Connection,
     sql: StoreSql,
     dsn: str,
     unit: SaveUnit,
-    exc: asyncpg.PostgresError,
+    exc: BaseException,
 ) -> None:
-    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name in (
-        "events_event_id_key",
-        "events_aggregate_version_key",
-    ):
-        duplicate = exc.detail if exc.constraint_name == "events_event_id_key" else None
+    constraint = unique_violation(exc)
+    if constraint in ("events_event_id_key", "events_aggregate_version_key"):
+        duplicate = server_detail(exc) if constraint == "events_event_id_key" else None
         await _settle_rejected(connection, sql, dsn, unit, duplicate_id=duplicate or None)
         return
     unit.fail(await _refusal(connection, sql, dsn, unit, exc))
 
 
 async def _refusal(
-    connection: asyncpg.Connection,
+    connection: Connection,
     sql: StoreSql,
     dsn: str,
     unit: SaveUnit,
-    exc: asyncpg.PostgresError,
+    exc: BaseException,
 ) -> EventualiError:
-    if isinstance(exc, asyncpg.UniqueViolationError):
-        constraint = exc.constraint_name
+    constraint = unique_violation(exc)
+    if constraint is not None:
         if constraint == "events_pkey":
             return EventualiError(
-                f"global position already taken ({exc.detail}): rows were written to "
+                f"global position already taken ({server_detail(exc)}): rows were written to "
                 f"{sql.schema}.events without advancing {sql.schema}.global_sequence. Write "
                 "events only through EventStore, and set the sequence row to the highest "
                 "global_position before saving again"
@@ -249,7 +253,7 @@ async def _refusal(
 
 
 async def _settle_rejected(
-    connection: asyncpg.Connection,
+    connection: Connection,
     sql: StoreSql,
     dsn: str,
     unit: SaveUnit,
@@ -303,7 +307,7 @@ async def _settle_rejected(
 
 
 async def _concurrency_error(
-    connection: asyncpg.Connection, sql: StoreSql, dsn: str, unit: SaveUnit
+    connection: Connection, sql: StoreSql, dsn: str, unit: SaveUnit
 ) -> ConcurrencyError:
     ids = unit.aggregate_ids
     with database_errors(dsn):
@@ -325,7 +329,7 @@ async def _concurrency_error(
 
 
 async def stage(
-    connection: asyncpg.Connection,
+    connection: Connection,
     sql: StoreSql,
     dsn: str,
     unit: SaveUnit,
@@ -354,7 +358,7 @@ async def stage(
 
 
 async def lock_streams(
-    connection: asyncpg.Connection, sql: StoreSql, units: Sequence[SaveUnit]
+    connection: Connection, sql: StoreSql, units: Sequence[SaveUnit]
 ) -> None:
     """Wait for the stream locks of the units' aggregates (in one order everywhere)."""
     ids = sorted({aggregate_id for unit in units for aggregate_id in unit.aggregate_ids})
@@ -362,7 +366,7 @@ async def lock_streams(
 
 
 async def _stage_statement(
-    connection: asyncpg.Connection, sql: StoreSql, dsn: str, unit: SaveUnit, wait: bool
+    connection: Connection, sql: StoreSql, dsn: str, unit: SaveUnit, wait: bool
 ) -> bool:
     with database_errors(dsn, writing=True):
         if wait:
@@ -377,7 +381,7 @@ async def _stage_statement(
 
 
 async def append_with_inline(
-    connection: asyncpg.Connection,
+    connection: Connection,
     sql: StoreSql,
     dsn: str,
     units: list[SaveUnit],
