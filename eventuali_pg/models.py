@@ -18,9 +18,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
+from .errors import (
+    EventTypeConflictError,
+    InvalidEventError,
+    InvalidInputError,
+    MissingHandlerError,
+)
 
 #: Fields every event carries; everything else on an event is its payload.
 ENVELOPE_FIELDS: frozenset[str] = frozenset(
@@ -42,6 +47,10 @@ ENVELOPE_FIELDS: frozenset[str] = frozenset(
 )
 
 _registry: dict[str, type[Event]] = {}
+# Registrations made with EventStore.register_event_class (upstream eventuali's API), and what
+# each one shadowed in _registry, restored by unregister_event_class.
+_explicit: dict[str, type[Event]] = {}
+_shadowed: dict[str, type[Event] | None] = {}
 
 
 def _utc_now() -> datetime:
@@ -63,6 +72,9 @@ class Event(BaseModel):
     )
 
     __event_type__: ClassVar[str] = "Event"
+    #: True for the example domain types (:mod:`eventuali_pg.examples_domain`): they register
+    #: only when no application class holds their name, and an application class replaces them.
+    __example_type__: ClassVar[bool] = False
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     aggregate_id: str = ""
@@ -79,14 +91,24 @@ class Event(BaseModel):
     recorded_at: AwareDatetime | None = None
 
     def __init_subclass__(
-        cls, *, event_type: str | None = None, replace: bool = False, **kwargs: Any
+        cls,
+        *,
+        event_type: str | None = None,
+        replace: bool = False,
+        example: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         name = event_type if event_type is not None else cls.__name__
         if not name or not isinstance(name, str):
             raise InvalidInputError(f"event_type of {cls.__qualname__} must be a non-empty string")
         cls.__event_type__ = name
+        cls.__example_type__ = example
         existing = _registry.get(name)
+        if example and existing is not None and not _same_definition(existing, cls):
+            return  # an application's own class of that name wins over the example type
+        if existing is not None and existing.__example_type__ and not example:
+            replace = True  # ... also when the example type was registered first
         if existing is not None and not replace and not _same_definition(existing, cls):
             raise EventTypeConflictError(
                 f"event type {name!r} is already registered by "
@@ -97,10 +119,54 @@ class Event(BaseModel):
             )
         _registry[name] = cls
 
+    @field_validator("causation_id", "correlation_id", mode="before")
+    @classmethod
+    def _uuid_as_text(cls, value: Any) -> Any:
+        # Upstream eventuali types these as UUIDs; they are stored and loaded back as text.
+        return str(value) if isinstance(value, uuid.UUID) else value
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _refuse_naive(cls, value: Any) -> Any:
+        if cls.model_fields["timestamp"].annotation is not AwareDatetime:
+            return value  # a subclass redeclared the field (upstream examples use ``str``)
+        return refuse_naive(value, what=f"{cls.__name__}.timestamp")
+
     def model_post_init(self, context: Any, /) -> None:
-        """Default ``event_type`` to the class's registered type."""
+        """Default ``event_type`` to the class's registered type (or its get_event_type())."""
         if not self.event_type:
-            self.event_type = type(self).__event_type__
+            if _overrides_get_event_type(type(self)):
+                self.event_type = self.get_event_type()
+            else:
+                self.event_type = type(self).__event_type__
+
+    @classmethod
+    def get_event_type(cls) -> str:
+        """The event type this class is registered under (the class name unless renamed).
+
+        A subclass may override it (as a classmethod or a plain method, as upstream eventuali
+        allows); :meth:`Aggregate.apply` then stamps the event with the override's result, and
+        events of that type load as this class.
+        """
+        return cls.__event_type__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (envelope and payload) as a dict of Python values (``model_dump()``)."""
+        return self.model_dump()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build an event from a dict such as :meth:`to_dict` returns (naive times are UTC)."""
+        return cls.model_validate(data)
+
+    def to_json(self) -> str:
+        """The event as a JSON string (``model_dump_json()``)."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, json_str: str | bytes) -> Self:
+        """Build an event from JSON such as :meth:`to_json` returns."""
+        return cls.model_validate_json(json_str)
 
     def payload(self) -> dict[str, Any]:
         """The event's own data (every field that is not part of the envelope), JSON-ready."""
@@ -109,6 +175,70 @@ class Event(BaseModel):
 
 def _same_definition(a: type, b: type) -> bool:
     return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
+
+
+def refuse_naive(value: Any, *, what: str = "timestamp") -> Any:
+    """The one rule for naive timestamps: refused, with the fix in the message.
+
+    A datetime (or ISO 8601 string) without a time zone is ambiguous: upstream eventuali wrote
+    UTC (``datetime.utcnow()``) but ``datetime.now()`` is local time, and guessing would shift
+    events silently. Raises :class:`InvalidEventError` (a ``ValueError``, so pydantic reports it
+    as a ``ValidationError``); other values are returned unchanged for pydantic to validate.
+    """
+    naive = isinstance(value, datetime) and value.tzinfo is None
+    if isinstance(value, str):
+        try:
+            naive = datetime.fromisoformat(value).tzinfo is None
+        except ValueError:
+            return value
+    if naive:
+        raise InvalidEventError(
+            f"{what} {value!r} has no time zone; eventuali-pg stores timezone-aware times only. "
+            "Use datetime.now(timezone.utc) instead of datetime.utcnow(), or, for a naive UTC "
+            "value, value.replace(tzinfo=timezone.utc)"
+        )
+    return value
+
+
+def _overrides_get_event_type(cls: type[Event]) -> bool:
+    return getattr(cls.get_event_type, "__func__", cls.get_event_type) is not _BASE_GET_EVENT_TYPE
+
+
+def register_event_class(event_type: str, event_class: type[Event]) -> None:
+    """Load events stored under ``event_type`` as ``event_class`` (explicit registration).
+
+    Takes precedence over the automatic registration by class name until
+    :func:`unregister_event_class` restores what it shadowed.
+    """
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidInputError(f"event_type must be a non-empty string, got {event_type!r}")
+    if not (isinstance(event_class, type) and issubclass(event_class, Event)):
+        raise InvalidInputError(
+            f"event_class must be a subclass of eventuali_pg.Event, got {event_class!r}"
+        )
+    if event_type not in _explicit:
+        _shadowed[event_type] = _registry.get(event_type)
+    _explicit[event_type] = event_class
+    _registry[event_type] = event_class
+
+
+def unregister_event_class(event_type: str) -> None:
+    """Undo :func:`register_event_class` for ``event_type`` (no error when not registered)."""
+    if _explicit.pop(event_type, None) is None:
+        return
+    previous = _shadowed.pop(event_type, None)
+    if previous is None:
+        _registry.pop(event_type, None)
+    else:
+        _registry[event_type] = previous
+
+
+def registered_event_classes() -> dict[str, type[Event]]:
+    """A copy of the explicit registrations made with :func:`register_event_class`."""
+    return dict(_explicit)
+
+
+_BASE_GET_EVENT_TYPE = Event.get_event_type.__func__  # type: ignore[attr-defined]
 
 
 def event_class_for(event_type: str) -> type[Event] | None:
@@ -157,6 +287,7 @@ class Aggregate(BaseModel):
     version: int = 0
 
     _uncommitted: list[Event] = PrivateAttr(default_factory=list)
+    _persisted: bool = PrivateAttr(default=False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -174,6 +305,10 @@ class Aggregate(BaseModel):
         Returns the stamped event. Raises :class:`MissingHandlerError` naming the method it
         looked for when the aggregate has no handler for the event type.
         """
+        if _overrides_get_event_type(type(event)):
+            _stamp_event_type(event)
+        if isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None:
+            refuse_naive(event.timestamp, what=f"{event.event_type} timestamp")  # assigned later
         handler = self._handler_for(event)
         event.aggregate_id = self.id
         event.aggregate_type = self.get_aggregate_type()
@@ -189,14 +324,43 @@ class Aggregate(BaseModel):
         self.version = event.aggregate_version
 
     def _handler_for(self, event: Event) -> Any:
-        method = f"apply_{snake_case(event.event_type)}"
-        handler = getattr(self, method, None)
-        if handler is None or not callable(handler):
-            raise MissingHandlerError(
-                f"{type(self).__name__} has no method {method}(self, event) to apply "
-                f"{event.event_type!r} events; define it on the aggregate class"
-            )
-        return handler
+        names = handler_names(event.event_type)
+        for method in names:
+            handler = getattr(self, method, None)
+            if handler is not None and callable(handler):
+                return handler
+        alternative = f" (or {names[1]})" if len(names) > 1 else ""
+        raise MissingHandlerError(
+            f"{type(self).__name__} has no method {names[0]}(self, event){alternative} to apply "
+            f"{event.event_type!r} events; define it on the aggregate class"
+        )
+
+    def _apply_event(self, event: Event) -> None:
+        """Upstream eventuali's internal name: stamp and apply ``event`` without recording it
+        as uncommitted (what a rebuild does). Prefer :meth:`apply` or :meth:`replay`."""
+        if _overrides_get_event_type(type(event)):
+            _stamp_event_type(event)
+        handler = self._handler_for(event)
+        event.aggregate_id = self.id
+        event.aggregate_type = self.get_aggregate_type()
+        event.aggregate_version = self.version + 1
+        handler(event)
+        self.version = event.aggregate_version
+
+    def is_new(self) -> bool:
+        """True for an aggregate never saved nor loaded (version 0, not persisted)."""
+        return not self._persisted and self.version == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The aggregate's state (id, version and declared fields) as a dict."""
+        return self.model_dump()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild an aggregate from :meth:`to_dict` output; it counts as persisted."""
+        aggregate = cls.model_validate(data)
+        aggregate._persisted = True
+        return aggregate
 
     @property
     def uncommitted_events(self) -> list[Event]:
@@ -214,6 +378,7 @@ class Aggregate(BaseModel):
     def mark_events_as_committed(self) -> None:
         """Forget the uncommitted events (the store calls this after a successful save)."""
         self._uncommitted.clear()
+        self._persisted = True
 
     @classmethod
     def from_events(cls, events: Iterable[Event], **initial: Any) -> Self:
@@ -231,7 +396,42 @@ class Aggregate(BaseModel):
                 )
             return cls(**initial)
         aggregate = cls(**{"id": first.aggregate_id, **initial})
+        aggregate._persisted = True
         aggregate.replay(first)
         for event in iterator:
             aggregate.replay(event)
         return aggregate
+
+
+def _stamp_event_type(event: Event) -> None:
+    """Stamp ``event`` with its class's ``get_event_type()`` override, as upstream eventuali's
+    apply does, and let events of that type load as this class when the name is free."""
+    name = event.get_event_type()
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(
+            f"{type(event).__qualname__}.get_event_type() must return a non-empty string, "
+            f"got {name!r}"
+        )
+    event.event_type = name
+    if name not in _registry:
+        _registry[name] = type(event)
+
+
+def upstream_snake_case(name: str) -> str:
+    """Upstream eventuali's handler naming: ``_`` before every capital
+    (``HTTPRequestSent`` -> ``h_t_t_p_request_sent``)."""
+    return "".join(
+        ("_" + char.lower()) if char.isupper() and index > 0 else char.lower()
+        for index, char in enumerate(name)
+    )
+
+
+def handler_names(event_type: str) -> list[str]:
+    """Method names an aggregate may define for ``event_type``, in the order they are tried:
+    ``apply_<snake_case>`` (``HTTPRequestSent`` -> ``apply_http_request_sent``), then upstream
+    eventuali's spelling (``apply_h_t_t_p_request_sent``) when it differs."""
+    names = [f"apply_{snake_case(event_type)}"]
+    upstream = f"apply_{upstream_snake_case(event_type)}"
+    if upstream not in names and upstream.isidentifier():
+        names.append(upstream)
+    return names
