@@ -13,6 +13,7 @@ import asyncpg
 
 from .._dsn import resolve_dsn
 from .._identifiers import validate_identifier
+from ..compat.store import UpstreamStoreMethods
 from ..errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -58,7 +59,7 @@ _LOST_CONNECTION = (
 )
 
 
-class EventStore:
+class EventStore(UpstreamStoreMethods):
     """An event store in one PostgreSQL schema. Create it with :meth:`EventStore.create`.
 
     ``save`` appends an aggregate's uncommitted events and advances the global sequence in one
@@ -128,6 +129,8 @@ class EventStore:
         events (1 turns coalescing off); ``max_batch_wait`` seconds (default 0: never wait) lets
         a save wait for company.
         """
+        if "connection_string" in unknown and dsn is None:  # upstream eventuali's keyword
+            dsn = unknown.pop("connection_string")  # type: ignore[assignment]
         if unknown:
             raise ConfigurationError(
                 f"unknown EventStore option(s): {', '.join(sorted(unknown))}. Valid options: "
