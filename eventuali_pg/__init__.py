@@ -2,24 +2,35 @@
 
 from typing import TYPE_CHECKING, Any
 
+from .compat.streaming import SagaHandler
 from .errors import (
+    AggregateNotFoundError,
     CheckpointError,
     ConcurrencyError,
     ConfigurationError,
+    DatabaseError,
     DatabaseUnavailableError,
     DuplicateSubscriptionError,
+    EventStoreError,
     EventTypeConflictError,
     EventualiError,
+    InvalidEventError,
     InvalidInputError,
     MissingHandlerError,
+    OptimisticConcurrencyError,
     PayloadTooLargeError,
+    ProjectionError,
     SchemaNotReadyError,
     SerializationError,
+    SnapshotError,
     StoreClosedError,
+    StreamingError,
     SubscriptionClosed,
     SubscriptionError,
     SubscriptionLagged,
     UnknownSubscriptionError,
+    UnsupportedDatabaseError,
+    UnsupportedFeatureError,
 )
 from .models import Aggregate, Event, event_class_for, registered_event_types
 from .projections import (
@@ -48,35 +59,44 @@ from .stream import (
 
 __all__ = [
     "Aggregate",
+    "AggregateNotFoundError",
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
     "ConcurrencyError",
     "ConfigurationError",
     "ConsumerGroup",
+    "DatabaseError",
     "DatabaseUnavailableError",
     "DeadLetter",
     "DeadLetterQueue",
     "DuplicateSubscriptionError",
     "Event",
     "EventStore",
+    "EventStoreError",
     "EventStreamReceiver",
     "EventStreamer",
     "EventTypeConflictError",
     "EventualiError",
     "FeedStats",
+    "InvalidEventError",
     "InvalidInputError",
     "MissingHandlerError",
+    "OptimisticConcurrencyError",
     "PayloadTooLargeError",
     "Projection",
+    "ProjectionError",
     "ProjectionRunner",
     "ProjectionStats",
     "ReceiverStats",
+    "SagaHandler",
     "SchemaNotReadyError",
     "SerializationError",
+    "SnapshotError",
     "StoreClosedError",
     "StreamEvent",
     "StreamerStats",
+    "StreamingError",
     "Subscription",
     "SubscriptionBuilder",
     "SubscriptionClosed",
@@ -84,6 +104,8 @@ __all__ = [
     "SubscriptionLagged",
     "TransactionalProjection",
     "UnknownSubscriptionError",
+    "UnsupportedDatabaseError",
+    "UnsupportedFeatureError",
     "current_revision",
     "downgrade",
     "event_class_for",
@@ -104,4 +126,8 @@ def __getattr__(name: str) -> Any:
         from . import migration
 
         return getattr(migration, name)
+    from .compat.unsupported import TOP_LEVEL_AREAS, UNSUPPORTED_NAMES, unsupported
+
+    if UNSUPPORTED_NAMES.get(name) in TOP_LEVEL_AREAS:
+        raise unsupported(name, "eventuali_pg")
     raise AttributeError(f"module 'eventuali_pg' has no attribute {name!r}")
