@@ -32,7 +32,7 @@ class SerializationError(InvalidEventError):
     """An event payload or metadata value cannot be encoded as JSON."""
 
 
-class PayloadTooLargeError(InvalidInputError):
+class PayloadTooLargeError(InvalidEventError):
     """An encoded event is larger than the store's ``max_payload_bytes``."""
 
     def __init__(self, message: str, *, size: int, limit: int) -> None:
