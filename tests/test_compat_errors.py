@@ -118,3 +118,8 @@ async def test_another_scheme_is_refused_before_connecting() -> None:
 def test_postgresql_urls_pass() -> None:
     for url in ("postgresql://u@h/db", "postgres://u@h/db", "postgresql+asyncpg://u@h/db"):
         assert resolve_dsn(url) == url
+
+
+def test_a_bare_event_store_constructor_says_to_use_create() -> None:
+    with pytest.raises(ours.ConfigurationError, match=r"await EventStore\.create\("):
+        EventStore()  # type: ignore[call-arg]

@@ -6,9 +6,9 @@ Kept apart from the store's own code so the two evolve independently.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from ..errors import InvalidInputError
+from ..errors import ConfigurationError, InvalidInputError
 from ..models import (
     Event,
     refuse_naive,
@@ -36,6 +36,17 @@ class UpstreamStoreMethods:
         async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
 
         async def _fetchval(self, query: str, *args: Any) -> Any: ...
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        """Refuse ``EventStore()`` with no arguments (upstream's two-step construction) with a
+        message naming the one way to open a store."""
+        if not args and not kwargs:
+            raise ConfigurationError(
+                f"{cls.__name__}() opens nothing: create a store with "
+                f"`store = await {cls.__name__}.create('postgresql://user:password@host/db')` "
+                "(the DSN may also come from EVENTUALI_PG_DSN)"
+            )
+        return super().__new__(cls)
 
     async def load_events_by_type(
         self, aggregate_type: str, from_version: int | None = None
