@@ -106,6 +106,11 @@ class StoreClosedError(EventStoreError):
     """The store was used after ``close()``."""
 
 
+class StoreNotInitializedError(EventStoreError, RuntimeError):
+    """An ``EventStore()`` made without :meth:`EventStore.create` was used (upstream eventuali's
+    two-step construction). A ``RuntimeError``, as upstream raises."""
+
+
 class AggregateNotFoundError(EventStoreError, LookupError):
     """An aggregate has no events (upstream eventuali's name and signature).
 

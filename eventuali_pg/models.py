@@ -214,7 +214,7 @@ def register_event_class(event_type: str, event_class: type[Event]) -> None:
         raise InvalidInputError(f"event_type must be a non-empty string, got {event_type!r}")
     if not (isinstance(event_class, type) and issubclass(event_class, Event)):
         raise InvalidInputError(
-            f"event_class must be a subclass of eventuali_pg.Event, got {event_class!r}"
+            f"event_class must be a subclass of Event (eventuali_pg.Event), got {event_class!r}"
         )
     if event_type not in _explicit:
         _shadowed[event_type] = _registry.get(event_type)
@@ -309,6 +309,10 @@ class Aggregate(BaseModel):
             _stamp_event_type(event)
         if isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None:
             refuse_naive(event.timestamp, what=f"{event.event_type} timestamp")  # assigned later
+        if isinstance(event.causation_id, uuid.UUID):  # assigned after creation: not validated
+            event.causation_id = str(event.causation_id)
+        if isinstance(event.correlation_id, uuid.UUID):
+            event.correlation_id = str(event.correlation_id)
         handler = self._handler_for(event)
         event.aggregate_id = self.id
         event.aggregate_type = self.get_aggregate_type()

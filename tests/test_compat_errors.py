@@ -120,6 +120,29 @@ def test_postgresql_urls_pass() -> None:
         assert resolve_dsn(url) == url
 
 
-def test_a_bare_event_store_constructor_says_to_use_create() -> None:
-    with pytest.raises(ours.ConfigurationError, match=r"await EventStore\.create\("):
-        EventStore()  # type: ignore[call-arg]
+async def test_a_bare_event_store_is_a_placeholder_that_says_to_use_create() -> None:
+    store = EventStore()  # upstream's two-step construction
+    assert isinstance(store, EventStore) and not store._initialized
+    with pytest.raises(RuntimeError, match="EventStore not initialized") as info:
+        store._ensure_initialized()
+    assert isinstance(info.value, ours.StoreNotInitializedError)
+    assert isinstance(info.value, upstream.EventStoreError)
+    assert r"await EventStore.create(" in str(info.value)
+    walker = CompatErrPinger(id="placeholder")
+    walker.apply(CompatErrPing())
+    with pytest.raises(ours.StoreNotInitializedError):
+        await walker_save(store, walker)
+    with pytest.raises(ours.StoreNotInitializedError):
+        await store.load_events("placeholder")
+
+
+async def walker_save(store: EventStore, walker: Aggregate) -> None:
+    await store.save(walker)
+
+
+async def test_created_stores_report_initialized(dsn: str) -> None:
+    store = await EventStore.create(dsn)
+    assert store._initialized
+    store._ensure_initialized()
+    await store.close()
+    assert not store._initialized

@@ -177,7 +177,36 @@ async def test_explicit_registration_wins_over_the_class_name_until_removed(dsn:
 
 
 def test_register_event_class_rejects_non_events() -> None:
-    with pytest.raises(InvalidInputError, match=r"subclass of eventuali_pg\.Event"):
+    with pytest.raises(InvalidInputError, match="must be a subclass of Event"):
         EventStore.register_event_class("x", dict)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="non-empty"):
         EventStore.register_event_class("", CompatMethLegacy)
+
+
+def test_upstreams_class_level_registry_is_a_live_view() -> None:
+    registry = EventStore._event_registry
+    registry["compat.view"] = CompatMethLegacy
+    try:
+        assert EventStore.get_registered_event_classes()["compat.view"] is CompatMethLegacy
+        assert registry.copy()["compat.view"] is CompatMethLegacy  # type: ignore[attr-defined]
+        assert registry.pop("compat.view") is CompatMethLegacy
+        assert "compat.view" not in EventStore.get_registered_event_classes()
+        EventStore.register_event_class("compat.view", CompatMethLegacy)
+        registry.clear()
+        assert EventStore.get_registered_event_classes() == {}
+    finally:
+        EventStore.unregister_event_class("compat.view")
+
+
+async def test_uuid_ids_assigned_after_creation_are_saved_as_text(dsn: str) -> None:
+    import uuid
+
+    cause = uuid.uuid4()
+    event = CompatMethStepped(step=1)
+    event.causation_id = cause  # type: ignore[assignment]  # not validated on assignment
+    async with await EventStore.create(dsn) as store:
+        walker = CompatMethWalker(id="w-assigned")
+        walker.apply(event)
+        await store.save(walker)
+        [loaded] = await store.load_events("w-assigned")
+    assert loaded.causation_id == str(cause)

@@ -5,10 +5,12 @@ Kept apart from the store's own code so the two evolve independently.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self
 
-from ..errors import ConfigurationError, InvalidInputError
+from .. import models
+from ..errors import InvalidInputError, StoreNotInitializedError
 from ..models import (
     Event,
     refuse_naive,
@@ -24,29 +26,75 @@ if TYPE_CHECKING:
     import asyncpg
 
 
+class _ExplicitRegistry(MutableMapping[str, type[Event]]):
+    """``EventStore._event_registry``: upstream's class-level dict of explicit registrations,
+    as a view whose changes go through register/unregister_event_class."""
+
+    def __getitem__(self, event_type: str) -> type[Event]:
+        return models._explicit[event_type]
+
+    def __setitem__(self, event_type: str, event_class: type[Event]) -> None:
+        register_event_class(event_type, event_class)
+
+    def __delitem__(self, event_type: str) -> None:
+        if event_type not in models._explicit:
+            raise KeyError(event_type)
+        unregister_event_class(event_type)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(models._explicit))
+
+    def __len__(self) -> int:
+        return len(models._explicit)
+
+    def copy(self) -> dict[str, type[Event]]:
+        """A plain dict of the registrations."""
+        return registered_event_classes()
+
+
+_NOT_INITIALIZED = (
+    "EventStore not initialized: EventStore() only makes a placeholder. Open a store with "
+    "`store = await EventStore.create('postgresql://user:password@host/db')` (the DSN may also "
+    "come from EVENTUALI_PG_DSN)"
+)
+
+
 class UpstreamStoreMethods:
     """``load_events_by_type``, ``register_event_class`` and friends (upstream's names and
     arguments), and the timestamp lookup behind ``Subscription(from_timestamp=...)``."""
+
+    #: Upstream's class-level registry of explicit registrations (a live view).
+    _event_registry: ClassVar[MutableMapping[str, type[Event]]] = _ExplicitRegistry()
 
     if TYPE_CHECKING:
 
         @property
         def schema(self) -> str: ...
 
+        @property
+        def closed(self) -> bool: ...
+
         async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
 
         async def _fetchval(self, query: str, *args: Any) -> Any: ...
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        """Refuse ``EventStore()`` with no arguments (upstream's two-step construction) with a
-        message naming the one way to open a store."""
+        """``EventStore()`` with no arguments (upstream's two-step construction) gives a
+        placeholder whose every use raises :class:`StoreNotInitializedError` naming
+        :meth:`create`, as upstream's does."""
         if not args and not kwargs:
-            raise ConfigurationError(
-                f"{cls.__name__}() opens nothing: create a store with "
-                f"`store = await {cls.__name__}.create('postgresql://user:password@host/db')` "
-                "(the DSN may also come from EVENTUALI_PG_DSN)"
-            )
+            placeholder: type[Self] = _placeholder_class(cls)
+            return super().__new__(placeholder)
         return super().__new__(cls)
+
+    @property
+    def _initialized(self) -> bool:
+        """Upstream's flag: True for a store made by ``create()`` and not closed yet."""
+        return not self.closed
+
+    def _ensure_initialized(self) -> None:
+        """Upstream's check: raise unless the store was made by ``create()`` (a closed store
+        raises :class:`StoreClosedError` on use)."""
 
     async def load_events_by_type(
         self, aggregate_type: str, from_version: int | None = None
@@ -109,3 +157,34 @@ class UpstreamStoreMethods:
     def get_registered_event_classes(cls) -> dict[str, type[Event]]:
         """A copy of the explicit registrations (event type to class), as upstream returns."""
         return registered_event_classes()
+
+
+_placeholders: dict[type[Any], type[Any]] = {}
+
+
+def _placeholder_class(cls: type[Any]) -> type[Any]:
+    if cls in _placeholders:
+        return _placeholders[cls]
+
+    def __init__(self: Any) -> None:
+        pass
+
+    def _ensure_initialized(self: Any) -> NoReturn:
+        raise StoreNotInitializedError(_NOT_INITIALIZED)
+
+    def __getattr__(self: Any, name: str) -> NoReturn:
+        # Only attributes a created store would have set end up here (``_pool``, ``_closed``).
+        raise StoreNotInitializedError(_NOT_INITIALIZED)
+
+    _placeholders[cls] = type(
+        f"Uninitialized{cls.__name__}",
+        (cls,),
+        {
+            "__init__": __init__,
+            "__getattr__": __getattr__,
+            "_ensure_initialized": _ensure_initialized,
+            "_initialized": False,
+            "__doc__": "An EventStore() made without create(): every use raises.",
+        },
+    )
+    return _placeholders[cls]
