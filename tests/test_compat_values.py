@@ -125,3 +125,26 @@ async def test_custom_init_events_and_aggregates_round_trip(dsn: str) -> None:
     assert loaded.notes == ["paid"] and loaded.status == "open" and loaded.version == 2
     # a fresh instance does not share the class-level default list
     assert CompatValNotebook().notes == []
+
+
+class CompatValTextStamped(Event):
+    """Redeclares the envelope's timestamp as text, as some upstream examples do."""
+
+    timestamp: str  # type: ignore[assignment]
+    metric: str = ""
+
+
+async def test_a_text_timestamp_is_fine_in_memory_and_refused_on_save(dsn: str) -> None:
+    event = CompatValTextStamped(timestamp=datetime.now(UTC).isoformat(), metric="cpu")
+    assert isinstance(event.timestamp, str)
+
+    class CompatValMetrics(Aggregate):
+        def apply_compat_val_text_stamped(self, event: Event) -> None:
+            pass
+
+    metrics = CompatValMetrics(id="metrics-1")
+    metrics.apply(event)
+    async with await EventStore.create(dsn) as store:
+        with pytest.raises(InvalidEventError, match="timezone-aware datetime"):
+            await store.save(metrics)
+        assert await store.load_events("metrics-1") == []

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from datetime import datetime
 
-from ..errors import InvalidInputError
+from ..errors import InvalidEventError, InvalidInputError
 from ..models import Aggregate, Event
 
 
@@ -101,6 +102,14 @@ def _check_event(aggregate: Aggregate, event: Event, version: int) -> None:
         )
     if not event.aggregate_type:
         raise InvalidInputError(f"event {event.event_type!r} has an empty aggregate_type")
+    timestamp: object = event.timestamp
+    if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
+        raise InvalidEventError(
+            f"event {event.event_type!r} of aggregate {aggregate.id!r} has timestamp "
+            f"{timestamp!r}; the envelope field timestamp must be a timezone-aware datetime "
+            "(datetime.now(timezone.utc)). A class that redeclares timestamp (e.g. as str) "
+            "should give its own field another name"
+        )
     if event.global_position is not None:
         raise InvalidInputError(
             f"event {event.event_id} of aggregate {aggregate.id!r} is already stored at global "
