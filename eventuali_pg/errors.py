@@ -144,8 +144,11 @@ class UnknownSubscriptionError(SubscriptionError, LookupError):
     """No active subscription has this id."""
 
 
-class SubscriptionClosed(SubscriptionError):
-    """The receiver has ended (unsubscribed, closed, or its store closed)."""
+class SubscriptionClosed(SubscriptionError, RuntimeError):
+    """The receiver has ended (unsubscribed, closed, or its store closed).
+
+    Also a ``RuntimeError``, which upstream eventuali's ``recv()`` raises in this case.
+    """
 
 
 class SubscriptionLagged(SubscriptionError):

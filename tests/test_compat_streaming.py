@@ -240,3 +240,17 @@ async def test_another_subscription_object_with_an_active_id_is_still_refused() 
     with pytest.raises(DuplicateSubscriptionError, match="already active"):
         await streamer.subscribe(Subscription(id="taken"))
     await streamer.unsubscribe("taken")
+
+
+def test_upstreams_positional_from_timestamp() -> None:
+    moment = datetime(2025, 5, 1, tzinfo=UTC)
+    subscription = Subscription("positional", "User", None, moment)  # type: ignore[arg-type]
+    assert subscription.from_timestamp == moment and subscription.from_position is None
+
+
+async def test_an_ended_receiver_raises_upstreams_runtime_error() -> None:
+    streamer = EventStreamer()
+    receiver = await streamer.subscribe(Subscription(id="ending"))
+    await streamer.unsubscribe("ending")
+    with pytest.raises(RuntimeError):  # upstream's recv() raises RuntimeError once closed
+        await receiver.recv(timeout=60)

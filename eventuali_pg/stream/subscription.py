@@ -39,6 +39,9 @@ class Subscription:
     event_types: frozenset[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.from_position, datetime) and self.from_timestamp is None:
+            # upstream eventuali's fourth positional argument is from_timestamp
+            self.from_timestamp, self.from_position = self.from_position, None
         if self.id is None:
             self.id = _generated_id()
         elif not isinstance(self.id, str) or not self.id:
