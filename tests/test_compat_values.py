@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
-from eventuali_pg import Aggregate, Event, EventStore, InvalidEventError
+from eventuali_pg import Aggregate, Event, EventStore, InvalidEventError, InvalidInputError
 
 
 class CompatValNoted(Event):
@@ -145,6 +145,6 @@ async def test_a_text_timestamp_is_fine_in_memory_and_refused_on_save(dsn: str) 
     metrics = CompatValMetrics(id="metrics-1")
     metrics.apply(event)
     async with await EventStore.create(dsn) as store:
-        with pytest.raises(InvalidEventError, match="timezone-aware datetime"):
+        with pytest.raises(InvalidInputError, match="timezone-aware datetime"):
             await store.save(metrics)
         assert await store.load_events("metrics-1") == []

@@ -5,9 +5,10 @@ Kept apart from the store's own code so the two evolve independently.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Collection, Iterator, MutableMapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self
+from typing import Any, ClassVar, NoReturn, Protocol, Self, cast
 
 from .. import models
 from ..errors import InvalidInputError, StoreNotInitializedError
@@ -18,12 +19,26 @@ from ..models import (
     registered_event_classes,
     unregister_event_class,
 )
-from ..store.codec import records_to_events
-from ..store.sql import EVENT_COLUMNS
 from ..store.validation import check_name_filter, check_position
 
-if TYPE_CHECKING:
-    import asyncpg
+_PAGE = 1000
+
+
+class _PublicStore(Protocol):
+    """The parts of EventStore's public API these methods are built on (nothing internal, so
+    the store's own code can change freely)."""
+
+    @property
+    def schema(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def load_events_from_position(
+        self, position: int, limit: int | None = None, *, aggregate_types: Collection[str]
+    ) -> list[Event]: ...
+
+    def connection(self) -> AbstractAsyncContextManager[Any]: ...
 
 
 class _ExplicitRegistry(MutableMapping[str, type[Event]]):
@@ -66,18 +81,6 @@ class UpstreamStoreMethods:
     #: Upstream's class-level registry of explicit registrations (a live view).
     _event_registry: ClassVar[MutableMapping[str, type[Event]]] = _ExplicitRegistry()
 
-    if TYPE_CHECKING:
-
-        @property
-        def schema(self) -> str: ...
-
-        @property
-        def closed(self) -> bool: ...
-
-        async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
-
-        async def _fetchval(self, query: str, *args: Any) -> Any: ...
-
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         """``EventStore()`` with no arguments (upstream's two-step construction) gives a
         placeholder whose every use raises :class:`StoreNotInitializedError` naming
@@ -90,7 +93,7 @@ class UpstreamStoreMethods:
     @property
     def _initialized(self) -> bool:
         """Upstream's flag: True for a store made by ``create()`` and not closed yet."""
-        return not self.closed
+        return not cast(_PublicStore, self).closed
 
     def _ensure_initialized(self) -> None:
         """Upstream's check: raise unless the store was made by ``create()`` (a closed store
@@ -113,12 +116,19 @@ class UpstreamStoreMethods:
             )
         assert names is not None
         version = 0 if from_version is None else check_position(from_version, what="from_version")
-        query = (
-            f"SELECT {EVENT_COLUMNS} FROM {self.schema}.events "
-            "WHERE aggregate_type = $1 AND aggregate_version > $2 "
-            "ORDER BY occurred_at, global_position"
-        )
-        return records_to_events(await self._fetch(query, aggregate_type, version))
+        store = cast(_PublicStore, self)
+        events: list[Event] = []
+        position = 0
+        while True:  # in global order, a page at a time, through the aggregate type index
+            page = await store.load_events_from_position(
+                position, _PAGE, aggregate_types=[aggregate_type]
+            )
+            events += [event for event in page if event.aggregate_version > version]
+            if len(page) < _PAGE:
+                break
+            position = page[-1].global_position or position + len(page)
+        events.sort(key=lambda event: event.timestamp)  # stable: ties stay in global order
+        return events
 
     async def position_before_timestamp(self, timestamp: datetime) -> int:
         """The global position just before the first event recorded at or after ``timestamp``
@@ -131,12 +141,14 @@ class UpstreamStoreMethods:
         moment = refuse_naive(timestamp, what="from_timestamp")
         if not isinstance(moment, datetime):
             raise InvalidInputError(f"timestamp must be a datetime, got {timestamp!r}")
+        store = cast(_PublicStore, self)
         query = (
-            f"SELECT COALESCE((SELECT min(global_position) FROM {self.schema}.events "
+            f"SELECT COALESCE((SELECT min(global_position) FROM {store.schema}.events "
             "WHERE recorded_at >= $1) - 1, "
-            f"(SELECT position FROM {self.schema}.global_sequence WHERE id = 1), 0)"
+            f"(SELECT position FROM {store.schema}.global_sequence WHERE id = 1), 0)"
         )
-        return int(await self._fetchval(query, moment))
+        async with store.connection() as connection:
+            return int(await connection.fetchval(query, moment))
 
     @classmethod
     def register_event_class(cls, event_type: str, event_class: type[Event]) -> None:
