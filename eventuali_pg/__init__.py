@@ -2,36 +2,38 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .compat.streaming import SagaHandler
-from .errors import (
+from .compat.exports import (
     AggregateNotFoundError,
+    DatabaseError,
+    EventStoreError,
+    InvalidEventError,
+    OptimisticConcurrencyError,
+    ProjectionError,
+    SagaHandler,
+    SnapshotError,
+    StoreNotInitializedError,
+    StreamingError,
+    UnsupportedDatabaseError,
+    UnsupportedFeatureError,
+)
+from .errors import (
     CheckpointError,
     ConcurrencyError,
     ConfigurationError,
-    DatabaseError,
     DatabaseUnavailableError,
     DuplicateSubscriptionError,
-    EventStoreError,
     EventTypeConflictError,
     EventualiError,
-    InvalidEventError,
     InvalidInputError,
     MissingHandlerError,
-    OptimisticConcurrencyError,
     PayloadTooLargeError,
-    ProjectionError,
     SchemaNotReadyError,
     SerializationError,
-    SnapshotError,
     StoreClosedError,
-    StoreNotInitializedError,
-    StreamingError,
     SubscriptionClosed,
     SubscriptionError,
     SubscriptionLagged,
     UnknownSubscriptionError,
-    UnsupportedDatabaseError,
-    UnsupportedFeatureError,
 )
 from .models import Aggregate, Event, event_class_for, registered_event_types
 from .projections import (
@@ -60,45 +62,35 @@ from .stream import (
 
 __all__ = [
     "Aggregate",
-    "AggregateNotFoundError",
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
     "ConcurrencyError",
     "ConfigurationError",
     "ConsumerGroup",
-    "DatabaseError",
     "DatabaseUnavailableError",
     "DeadLetter",
     "DeadLetterQueue",
     "DuplicateSubscriptionError",
     "Event",
     "EventStore",
-    "EventStoreError",
     "EventStreamReceiver",
     "EventStreamer",
     "EventTypeConflictError",
     "EventualiError",
     "FeedStats",
-    "InvalidEventError",
     "InvalidInputError",
     "MissingHandlerError",
-    "OptimisticConcurrencyError",
     "PayloadTooLargeError",
     "Projection",
-    "ProjectionError",
     "ProjectionRunner",
     "ProjectionStats",
     "ReceiverStats",
-    "SagaHandler",
     "SchemaNotReadyError",
     "SerializationError",
-    "SnapshotError",
     "StoreClosedError",
-    "StoreNotInitializedError",
     "StreamEvent",
     "StreamerStats",
-    "StreamingError",
     "Subscription",
     "SubscriptionBuilder",
     "SubscriptionClosed",
@@ -106,8 +98,6 @@ __all__ = [
     "SubscriptionLagged",
     "TransactionalProjection",
     "UnknownSubscriptionError",
-    "UnsupportedDatabaseError",
-    "UnsupportedFeatureError",
     "current_revision",
     "downgrade",
     "event_class_for",
@@ -120,6 +110,22 @@ if TYPE_CHECKING:
     from .migration import current_revision, downgrade, migrate
 
 _LAZY = {"current_revision", "downgrade", "migrate"}
+
+# Upstream eventuali's names that eventuali-pg adds (see "Coming from eventuali" in the README).
+__all__ += [
+    "AggregateNotFoundError",
+    "DatabaseError",
+    "EventStoreError",
+    "InvalidEventError",
+    "OptimisticConcurrencyError",
+    "ProjectionError",
+    "SagaHandler",
+    "SnapshotError",
+    "StoreNotInitializedError",
+    "StreamingError",
+    "UnsupportedDatabaseError",
+    "UnsupportedFeatureError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,43 @@ def resolve_dsn(dsn: str | None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class DsnTarget:
+    """Where a DSN points, for messages (never includes the password)."""
+
+    host: str
+    port: int
+    database: str
+
+    def __str__(self) -> str:
+        return f"host {self.host!r}, port {self.port}, database {self.database!r}"
+
+
+def describe_dsn(dsn: str) -> DsnTarget:
+    """Host, port and database a DSN points at, with libpq's defaults filled in."""
+    parts = urlsplit(dsn)
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    host = query.get("host") or unquote(parts.hostname or "") or "localhost"
+    try:
+        port = int(query.get("port") or parts.port or 5432)
+    except ValueError:
+        port = 5432
+    user = unquote(parts.username or "") or query.get("user") or ""
+    database = unquote(parts.path.lstrip("/")) or query.get("dbname") or user or "postgres"
+    return DsnTarget(host=host, port=port, database=database)
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """``dsn`` with the asyncpg driver named, as SQLAlchemy wants it."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        raise ConfigurationError(f"not a PostgreSQL URL: {dsn!r}")
+    base = scheme.split("+", 1)[0]
+    if base not in {"postgresql", "postgres"}:
+        raise ConfigurationError(f"not a PostgreSQL URL (scheme {scheme!r}): use postgresql://...")
+    return f"postgresql+asyncpg://{rest}"
+
+
 POSTGRESQL_SCHEMES = frozenset({"postgresql", "postgres"})
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 
@@ -69,40 +106,3 @@ def check_postgresql_url(dsn: str, *, source: str | None = None) -> str:
             f"'postgresql://user:password@host:port/dbname'. {GET_A_POSTGRESQL}"
         )
     return dsn
-
-
-@dataclass(frozen=True)
-class DsnTarget:
-    """Where a DSN points, for messages (never includes the password)."""
-
-    host: str
-    port: int
-    database: str
-
-    def __str__(self) -> str:
-        return f"host {self.host!r}, port {self.port}, database {self.database!r}"
-
-
-def describe_dsn(dsn: str) -> DsnTarget:
-    """Host, port and database a DSN points at, with libpq's defaults filled in."""
-    parts = urlsplit(dsn)
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    host = query.get("host") or unquote(parts.hostname or "") or "localhost"
-    try:
-        port = int(query.get("port") or parts.port or 5432)
-    except ValueError:
-        port = 5432
-    user = unquote(parts.username or "") or query.get("user") or ""
-    database = unquote(parts.path.lstrip("/")) or query.get("dbname") or user or "postgres"
-    return DsnTarget(host=host, port=port, database=database)
-
-
-def sqlalchemy_url(dsn: str) -> str:
-    """``dsn`` with the asyncpg driver named, as SQLAlchemy wants it."""
-    scheme, sep, rest = dsn.partition("://")
-    if not sep:
-        raise ConfigurationError(f"not a PostgreSQL URL: {dsn!r}")
-    base = scheme.split("+", 1)[0]
-    if base not in {"postgresql", "postgres"}:
-        raise ConfigurationError(f"not a PostgreSQL URL (scheme {scheme!r}): use postgresql://...")
-    return f"postgresql+asyncpg://{rest}"

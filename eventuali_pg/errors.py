@@ -74,6 +74,10 @@ class ConcurrencyError(EventualiError):
         self.actual_version = actual_version
 
 
+#: Upstream eventuali's name for :class:`ConcurrencyError` (the same class).
+OptimisticConcurrencyError = ConcurrencyError
+
+
 class EventStoreError(EventualiError):
     """An error of the event store itself (upstream eventuali's name).
 
@@ -178,7 +182,3 @@ class UnsupportedFeatureError(EventualiError, ImportError):
 
 class CheckpointError(ProjectionError):
     """A checkpoint would move backwards without an explicit reset."""
-
-
-#: Upstream eventuali's name for :class:`ConcurrencyError` (the same class).
-OptimisticConcurrencyError = ConcurrencyError

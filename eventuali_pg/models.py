@@ -20,12 +20,8 @@ from typing import Any, ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .errors import (
-    EventTypeConflictError,
-    InvalidEventError,
-    InvalidInputError,
-    MissingHandlerError,
-)
+from .compat.values import refuse_naive
+from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
 
 #: Fields every event carries; everything else on an event is its payload.
 ENVELOPE_FIELDS: frozenset[str] = frozenset(
@@ -47,10 +43,6 @@ ENVELOPE_FIELDS: frozenset[str] = frozenset(
 )
 
 _registry: dict[str, type[Event]] = {}
-# Registrations made with EventStore.register_event_class (upstream eventuali's API), and what
-# each one shadowed in _registry, restored by unregister_event_class.
-_explicit: dict[str, type[Event]] = {}
-_shadowed: dict[str, type[Event] | None] = {}
 
 
 def _utc_now() -> datetime:
@@ -175,70 +167,6 @@ class Event(BaseModel):
 
 def _same_definition(a: type, b: type) -> bool:
     return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
-
-
-def refuse_naive(value: Any, *, what: str = "timestamp") -> Any:
-    """The one rule for naive timestamps: refused, with the fix in the message.
-
-    A datetime (or ISO 8601 string) without a time zone is ambiguous: upstream eventuali wrote
-    UTC (``datetime.utcnow()``) but ``datetime.now()`` is local time, and guessing would shift
-    events silently. Raises :class:`InvalidEventError` (a ``ValueError``, so pydantic reports it
-    as a ``ValidationError``); other values are returned unchanged for pydantic to validate.
-    """
-    naive = isinstance(value, datetime) and value.tzinfo is None
-    if isinstance(value, str):
-        try:
-            naive = datetime.fromisoformat(value).tzinfo is None
-        except ValueError:
-            return value
-    if naive:
-        raise InvalidEventError(
-            f"{what} {value!r} has no time zone; eventuali-pg stores timezone-aware times only. "
-            "Use datetime.now(timezone.utc) instead of datetime.utcnow(), or, for a naive UTC "
-            "value, value.replace(tzinfo=timezone.utc)"
-        )
-    return value
-
-
-def _overrides_get_event_type(cls: type[Event]) -> bool:
-    return getattr(cls.get_event_type, "__func__", cls.get_event_type) is not _BASE_GET_EVENT_TYPE
-
-
-def register_event_class(event_type: str, event_class: type[Event]) -> None:
-    """Load events stored under ``event_type`` as ``event_class`` (explicit registration).
-
-    Takes precedence over the automatic registration by class name until
-    :func:`unregister_event_class` restores what it shadowed.
-    """
-    if not isinstance(event_type, str) or not event_type:
-        raise InvalidInputError(f"event_type must be a non-empty string, got {event_type!r}")
-    if not (isinstance(event_class, type) and issubclass(event_class, Event)):
-        raise InvalidInputError(
-            f"event_class must be a subclass of Event (eventuali_pg.Event), got {event_class!r}"
-        )
-    if event_type not in _explicit:
-        _shadowed[event_type] = _registry.get(event_type)
-    _explicit[event_type] = event_class
-    _registry[event_type] = event_class
-
-
-def unregister_event_class(event_type: str) -> None:
-    """Undo :func:`register_event_class` for ``event_type`` (no error when not registered)."""
-    if _explicit.pop(event_type, None) is None:
-        return
-    previous = _shadowed.pop(event_type, None)
-    if previous is None:
-        _registry.pop(event_type, None)
-    else:
-        _registry[event_type] = previous
-
-
-def registered_event_classes() -> dict[str, type[Event]]:
-    """A copy of the explicit registrations made with :func:`register_event_class`."""
-    return dict(_explicit)
-
-
-_BASE_GET_EVENT_TYPE = Event.get_event_type.__func__  # type: ignore[attr-defined]
 
 
 def event_class_for(event_type: str) -> type[Event] | None:
@@ -439,3 +367,10 @@ def handler_names(event_type: str) -> list[str]:
     if upstream not in names and upstream.isidentifier():
         names.append(upstream)
     return names
+
+
+_BASE_GET_EVENT_TYPE = Event.get_event_type.__func__  # type: ignore[attr-defined]
+
+
+def _overrides_get_event_type(cls: type[Event]) -> bool:
+    return getattr(cls.get_event_type, "__func__", cls.get_event_type) is not _BASE_GET_EVENT_TYPE

@@ -10,16 +10,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, ClassVar, NoReturn, Protocol, Self, cast
 
-from .. import models
 from ..errors import InvalidInputError, StoreNotInitializedError
-from ..models import (
-    Event,
-    refuse_naive,
-    register_event_class,
-    registered_event_classes,
-    unregister_event_class,
-)
+from ..models import Event
 from ..store.validation import check_name_filter, check_position
+from . import registry
+from .registry import register_event_class, registered_event_classes, unregister_event_class
+from .values import refuse_naive
 
 _PAGE = 1000
 
@@ -46,21 +42,21 @@ class _ExplicitRegistry(MutableMapping[str, type[Event]]):
     as a view whose changes go through register/unregister_event_class."""
 
     def __getitem__(self, event_type: str) -> type[Event]:
-        return models._explicit[event_type]
+        return registry._explicit[event_type]
 
     def __setitem__(self, event_type: str, event_class: type[Event]) -> None:
         register_event_class(event_type, event_class)
 
     def __delitem__(self, event_type: str) -> None:
-        if event_type not in models._explicit:
+        if event_type not in registry._explicit:
             raise KeyError(event_type)
         unregister_event_class(event_type)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(models._explicit))
+        return iter(list(registry._explicit))
 
     def __len__(self) -> int:
-        return len(models._explicit)
+        return len(registry._explicit)
 
     def copy(self) -> dict[str, type[Event]]:
         """A plain dict of the registrations."""

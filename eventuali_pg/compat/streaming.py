@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, InvalidInputError
-from ..models import Event, refuse_naive
+from ..models import Event
+from .values import refuse_naive
 
 if TYPE_CHECKING:
     from ..stream.subscription import Subscription
