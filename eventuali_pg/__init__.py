@@ -2,20 +2,6 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .compat.exports import (
-    AggregateNotFoundError,
-    DatabaseError,
-    EventStoreError,
-    InvalidEventError,
-    OptimisticConcurrencyError,
-    ProjectionError,
-    SagaHandler,
-    SnapshotError,
-    StoreNotInitializedError,
-    StreamingError,
-    UnsupportedDatabaseError,
-    UnsupportedFeatureError,
-)
 from .errors import (
     CheckpointError,
     ConcurrencyError,
@@ -112,20 +98,10 @@ if TYPE_CHECKING:
 _LAZY = {"current_revision", "downgrade", "migrate"}
 
 # Upstream eventuali's names that eventuali-pg adds (see "Coming from eventuali" in the README).
-__all__ += [
-    "AggregateNotFoundError",
-    "DatabaseError",
-    "EventStoreError",
-    "InvalidEventError",
-    "OptimisticConcurrencyError",
-    "ProjectionError",
-    "SagaHandler",
-    "SnapshotError",
-    "StoreNotInitializedError",
-    "StreamingError",
-    "UnsupportedDatabaseError",
-    "UnsupportedFeatureError",
-]
+from .compat.exports import *  # noqa: E402, F403
+from .compat.exports import __all__ as _upstream_names  # noqa: E402
+
+__all__ += _upstream_names
 
 
 def __getattr__(name: str) -> Any:
