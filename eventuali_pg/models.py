@@ -16,9 +16,10 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .compat.values import refuse_naive
 from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
@@ -67,6 +68,8 @@ class Event(BaseModel):
     #: True for the example domain types (:mod:`eventuali_pg.examples_domain`): they register
     #: only when no application class holds their name, and an application class replaces them.
     __example_type__: ClassVar[bool] = False
+    #: True when the class overrides :meth:`get_event_type` (set at class creation).
+    __custom_event_type__: ClassVar[bool] = False
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     aggregate_id: str = ""
@@ -96,6 +99,7 @@ class Event(BaseModel):
             raise InvalidInputError(f"event_type of {cls.__qualname__} must be a non-empty string")
         cls.__event_type__ = name
         cls.__example_type__ = example
+        cls.__custom_event_type__ = _overrides_get_event_type(cls)
         existing = _registry.get(name)
         if example and existing is not None and not _same_definition(existing, cls):
             return  # an application's own class of that name wins over the example type
@@ -111,23 +115,21 @@ class Event(BaseModel):
             )
         _registry[name] = cls
 
-    @field_validator("causation_id", "correlation_id", mode="before")
-    @classmethod
-    def _uuid_as_text(cls, value: Any) -> Any:
-        # Upstream eventuali types these as UUIDs; they are stored and loaded back as text.
-        return str(value) if isinstance(value, uuid.UUID) else value
+    if not TYPE_CHECKING:  # keeps the pydantic plugin's typed __init__ for type checkers
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _refuse_naive(cls, value: Any) -> Any:
-        if cls.model_fields["timestamp"].annotation is not AwareDatetime:
-            return value  # a subclass redeclared the field (upstream examples use ``str``)
-        return refuse_naive(value, what=f"{cls.__name__}.timestamp")
+        def __init__(self, /, **data: Any) -> None:
+            # Only construction comes here; rows decoded from the store skip it (and its cost).
+            _upstream_values(type(self), data)
+            super().__init__(**data)
+
+        # Tells pydantic this is not a custom __init__ to call while validating (RootModel
+        # does the same), so decoding stays one call into pydantic-core.
+        __init__.__pydantic_base_init__ = True
 
     def model_post_init(self, context: Any, /) -> None:
         """Default ``event_type`` to the class's registered type (or its get_event_type())."""
         if not self.event_type:
-            if _overrides_get_event_type(type(self)):
+            if type(self).__custom_event_type__:
                 self.event_type = self.get_event_type()
             else:
                 self.event_type = type(self).__event_type__
@@ -148,7 +150,10 @@ class Event(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Build an event from a dict such as :meth:`to_dict` returns (naive times are UTC)."""
+        """Build an event from a dict such as :meth:`to_dict` returns (UUID causation and
+        correlation ids become text; a naive timestamp is refused)."""
+        data = dict(data)
+        _upstream_values(cls, data)
         return cls.model_validate(data)
 
     def to_json(self) -> str:
@@ -233,7 +238,7 @@ class Aggregate(BaseModel):
         Returns the stamped event. Raises :class:`MissingHandlerError` naming the method it
         looked for when the aggregate has no handler for the event type.
         """
-        if _overrides_get_event_type(type(event)):
+        if type(event).__custom_event_type__:
             _stamp_event_type(event)
         if isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None:
             refuse_naive(event.timestamp, what=f"{event.event_type} timestamp")  # assigned later
@@ -270,7 +275,7 @@ class Aggregate(BaseModel):
     def _apply_event(self, event: Event) -> None:
         """Upstream eventuali's internal name: stamp and apply ``event`` without recording it
         as uncommitted (what a rebuild does). Prefer :meth:`apply` or :meth:`replay`."""
-        if _overrides_get_event_type(type(event)):
+        if type(event).__custom_event_type__:
             _stamp_event_type(event)
         handler = self._handler_for(event)
         event.aggregate_id = self.id
@@ -374,3 +379,22 @@ _BASE_GET_EVENT_TYPE = Event.get_event_type.__func__  # type: ignore[attr-define
 
 def _overrides_get_event_type(cls: type[Event]) -> bool:
     return getattr(cls.get_event_type, "__func__", cls.get_event_type) is not _BASE_GET_EVENT_TYPE
+
+
+def _upstream_values(cls: type[Event], data: dict[str, Any]) -> None:
+    """Values upstream eventuali accepts, at construction: UUID causation and correlation ids
+    become text (as they are stored), and a naive timestamp is refused with the fix."""
+    for key in ("causation_id", "correlation_id"):
+        value = data.get(key)
+        if isinstance(value, uuid.UUID):
+            data[key] = str(value)
+    if "timestamp" in data and cls.model_fields["timestamp"].annotation is AwareDatetime:
+        try:
+            refuse_naive(data["timestamp"], what=f"{cls.__name__}.timestamp")
+        except InvalidInputError as exc:  # a ValidationError, as pydantic's own refusal is
+            detail = InitErrorDetails(
+                type=PydanticCustomError("timezone_aware", "{message}", {"message": str(exc)}),
+                loc=("timestamp",),
+                input=data["timestamp"],
+            )
+            raise ValidationError.from_exception_data(cls.__name__, [detail]) from None
