@@ -148,3 +148,15 @@ async def test_a_text_timestamp_is_fine_in_memory_and_refused_on_save(dsn: str) 
         with pytest.raises(InvalidInputError, match="timezone-aware datetime"):
             await store.save(metrics)
         assert await store.load_events("metrics-1") == []
+
+
+def test_decoding_does_not_go_through_the_construction_hook() -> None:
+    # Stored rows are validated straight by pydantic-core; the hook that converts upstream's
+    # values runs for Event(...) only (structural check; no timing).
+    assert not Event.__pydantic_custom_init__
+    assert not CompatValNoted.__pydantic_custom_init__
+    assert CompatValLineAdded.__pydantic_custom_init__  # an application's own __init__ still runs
+    event = CompatValNoted.model_validate(
+        {"text": "t", "causation_id": "c-1", "timestamp": datetime(2025, 1, 1, tzinfo=UTC)}
+    )
+    assert event.causation_id == "c-1"
