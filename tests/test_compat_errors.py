@@ -136,6 +136,16 @@ async def test_a_bare_event_store_is_a_placeholder_that_says_to_use_create() -> 
         await store.load_events("placeholder")
 
 
+async def test_create_called_on_a_placeholder_opens_a_real_store(dsn: str) -> None:
+    placeholder = EventStore()
+    store = await placeholder.create(dsn)  # upstream's two steps; the result is the store
+    try:
+        assert type(store) is EventStore and store._initialized
+        assert not placeholder._initialized
+    finally:
+        await store.close()
+
+
 async def walker_save(store: EventStore, walker: Aggregate) -> None:
     await store.save(walker)
 

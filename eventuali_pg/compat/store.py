@@ -180,6 +180,10 @@ def _placeholder_class(cls: type[Any]) -> type[Any]:
     def _ensure_initialized(self: Any) -> NoReturn:
         raise StoreNotInitializedError(_NOT_INITIALIZED)
 
+    def create(placeholder: type[Any], *args: Any, **kwargs: Any) -> Any:
+        # ``await EventStore().create(dsn)`` (upstream's two steps) opens a real store.
+        return cls.create(*args, **kwargs)
+
     def __getattr__(self: Any, name: str) -> NoReturn:
         # Only attributes a created store would have set end up here (``_pool``, ``_closed``).
         raise StoreNotInitializedError(_NOT_INITIALIZED)
@@ -191,6 +195,7 @@ def _placeholder_class(cls: type[Any]) -> type[Any]:
             "__init__": __init__,
             "__getattr__": __getattr__,
             "_ensure_initialized": _ensure_initialized,
+            "create": classmethod(create),
             "_initialized": False,
             "__doc__": "An EventStore() made without create(): every use raises.",
         },
