@@ -134,6 +134,8 @@ async def test_a_bare_event_store_is_a_placeholder_that_says_to_use_create() -> 
         await walker_save(store, walker)
     with pytest.raises(ours.StoreNotInitializedError):
         await store.load_events("placeholder")
+    with pytest.raises(AttributeError, match="save_events"):
+        store.save_events  # type: ignore[attr-defined]  # noqa: B018
 
 
 async def test_create_called_on_a_placeholder_opens_a_real_store(dsn: str) -> None:

@@ -185,8 +185,11 @@ def _placeholder_class(cls: type[Any]) -> type[Any]:
         return cls.create(*args, **kwargs)
 
     def __getattr__(self: Any, name: str) -> NoReturn:
-        # Only attributes a created store would have set end up here (``_pool``, ``_closed``).
-        raise StoreNotInitializedError(_NOT_INITIALIZED)
+        # The state a created store sets on itself (``_pool``, ``_closed``, ...) is missing here;
+        # other names are simply not part of EventStore.
+        if name.startswith("_") and not name.startswith("__"):
+            raise StoreNotInitializedError(_NOT_INITIALIZED)
+        raise AttributeError(f"{cls.__name__!r} object has no attribute {name!r}")
 
     _placeholders[cls] = type(
         f"Uninitialized{cls.__name__}",
