@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .compat.values import refuse_naive
 from .errors import EventTypeConflictError, InvalidInputError, MissingHandlerError
 
 #: Fields every event carries; everything else on an event is its payload.
@@ -241,6 +240,8 @@ class Aggregate(BaseModel):
         if type(event).__custom_event_type__:
             _stamp_event_type(event)
         if isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None:
+            from .compat.values import refuse_naive
+
             refuse_naive(event.timestamp, what=f"{event.event_type} timestamp")  # assigned later
         if isinstance(event.causation_id, uuid.UUID):  # assigned after creation: not validated
             event.causation_id = str(event.causation_id)
@@ -389,6 +390,8 @@ def _upstream_values(cls: type[Event], data: dict[str, Any]) -> None:
         if isinstance(value, uuid.UUID):
             data[key] = str(value)
     if "timestamp" in data and cls.model_fields["timestamp"].annotation is AwareDatetime:
+        from .compat.values import refuse_naive
+
         try:
             refuse_naive(data["timestamp"], what=f"{cls.__name__}.timestamp")
         except InvalidInputError as exc:  # a ValidationError, as pydantic's own refusal is
