@@ -133,6 +133,12 @@ if TYPE_CHECKING:
 
 _LAZY = {"current_revision", "downgrade", "migrate"}
 
+# Upstream eventuali's names that eventuali-pg adds (see "Coming from eventuali" in the README).
+from .compat.exports import *  # noqa: E402, F403
+from .compat.exports import __all__ as _upstream_names  # noqa: E402
+
+__all__ += _upstream_names
+
 
 def __getattr__(name: str) -> Any:
     # alembic and SQLAlchemy take a third of a second to import; only migrating needs them.
@@ -140,4 +146,8 @@ def __getattr__(name: str) -> Any:
         from . import migration
 
         return getattr(migration, name)
+    from .compat.unsupported import TOP_LEVEL_AREAS, UNSUPPORTED_NAMES, unsupported
+
+    if UNSUPPORTED_NAMES.get(name) in TOP_LEVEL_AREAS:
+        raise unsupported(name, "eventuali_pg")
     raise AttributeError(f"module 'eventuali_pg' has no attribute {name!r}")

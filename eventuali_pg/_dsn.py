@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnsupportedDatabaseError
 
 DSN_ENVIRONMENT_VARIABLES = ("EVENTUALI_PG_DSN", "DATABASE_URL")
 
@@ -23,11 +23,11 @@ def resolve_dsn(dsn: str | None) -> str:
                 "dsn must be a non-empty PostgreSQL URL such as "
                 "'postgresql://user:password@localhost:5432/dbname'"
             )
-        return strip_driver(dsn)
+        return strip_driver(check_postgresql_url(dsn))
     for name in DSN_ENVIRONMENT_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value:
-            return strip_driver(value)
+            return strip_driver(check_postgresql_url(value, source=name))
     raise ConfigurationError(
         "no database given: pass a DSN such as 'postgresql://user:password@localhost:5432/dbname', "
         "or set EVENTUALI_PG_DSN (or DATABASE_URL)"
@@ -88,3 +88,44 @@ def sqlalchemy_url(dsn: str) -> str:
     if base not in {"postgresql", "postgres"}:
         raise ConfigurationError(f"not a PostgreSQL URL (scheme {scheme!r}): use postgresql://...")
     return f"postgresql+asyncpg://{rest}"
+
+
+POSTGRESQL_SCHEMES = frozenset({"postgresql", "postgres"})
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+
+GET_A_POSTGRESQL = (
+    "To get a PostgreSQL server on this machine without Docker: `pip install "
+    "'eventuali-pg[embedded]'`, then `eventuali-pg server start` prints a URL to use (see "
+    '"server: the embedded PostgreSQL" in the eventuali-pg README); then run '
+    "`eventuali-pg migrate --dsn URL` (or `await eventuali_pg.migrate(url)`) once and pass "
+    "the URL, e.g. 'postgresql://user:password@localhost:5432/dbname'"
+)
+
+
+def check_postgresql_url(dsn: str, *, source: str | None = None) -> str:
+    """Return ``dsn`` if it can be a PostgreSQL URL; raise a typed error saying what to do if not.
+
+    ``sqlite://...`` URLs and SQLite file names (which upstream eventuali accepts) raise
+    :class:`UnsupportedDatabaseError`; any other ``scheme://`` that is not ``postgresql``/
+    ``postgres`` (optionally ``+driver``) raises :class:`ConfigurationError`. DSNs without a
+    scheme are left to the driver.
+    """
+    where = f" (from {source})" if source else ""
+    scheme, sep, _ = dsn.strip().partition("://")
+    base = scheme.split("+", 1)[0].lower() if sep else ""
+    looks_like_sqlite = (
+        base.startswith("sqlite")
+        or (not sep and dsn.strip().lower().endswith(_SQLITE_SUFFIXES))
+        or dsn.strip() == ":memory:"
+    )
+    if looks_like_sqlite:
+        raise UnsupportedDatabaseError(
+            f"{dsn!r}{where} is a SQLite database, but eventuali-pg stores events in PostgreSQL "
+            f"only. {GET_A_POSTGRESQL}"
+        )
+    if sep and base not in POSTGRESQL_SCHEMES:
+        raise UnsupportedDatabaseError(
+            f"{dsn!r}{where} is not a PostgreSQL URL (scheme {scheme!r}); eventuali-pg needs "
+            f"'postgresql://user:password@host:port/dbname'. {GET_A_POSTGRESQL}"
+        )
+    return dsn

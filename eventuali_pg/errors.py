@@ -20,11 +20,19 @@ class InvalidInputError(EventualiError, ValueError):
     """An argument was rejected before anything was written."""
 
 
-class SerializationError(InvalidInputError):
+class InvalidEventError(InvalidInputError):
+    """An event is invalid or malformed (upstream eventuali's name; also an InvalidInputError).
+
+    Raised for a naive timestamp that cannot be interpreted, an empty or clashing event type,
+    and as the base of :class:`SerializationError` and :class:`PayloadTooLargeError`.
+    """
+
+
+class SerializationError(InvalidEventError):
     """An event payload or metadata value cannot be encoded as JSON."""
 
 
-class PayloadTooLargeError(InvalidInputError):
+class PayloadTooLargeError(InvalidEventError):
     """An encoded event is larger than the store's ``max_payload_bytes``."""
 
     def __init__(self, message: str, *, size: int, limit: int) -> None:
@@ -33,12 +41,15 @@ class PayloadTooLargeError(InvalidInputError):
         self.limit = limit
 
 
-class EventTypeConflictError(EventualiError, TypeError):
+class EventTypeConflictError(InvalidEventError, TypeError):
     """Two different event classes claim the same event type name."""
 
 
-class MissingHandlerError(EventualiError, AttributeError):
-    """An aggregate has no ``apply_<event_type>`` method for an event it was given."""
+class MissingHandlerError(EventualiError, AttributeError, NotImplementedError):
+    """An aggregate has no ``apply_<event_type>`` method for an event it was given.
+
+    Also a ``NotImplementedError``, which is what upstream eventuali raises in this case.
+    """
 
 
 class ConcurrencyError(EventualiError):
@@ -48,27 +59,84 @@ class ConcurrencyError(EventualiError):
     """
 
     def __init__(
-        self, message: str, *, aggregate_id: str, expected_version: int, actual_version: int
+        self,
+        message: str,
+        expected_version: int | None = None,
+        actual_version: int | None = None,
+        *,
+        aggregate_id: str | None = None,
     ) -> None:
+        # Positional versions and optional fields keep upstream eventuali's constructor
+        # (``OptimisticConcurrencyError(message, expected_version, actual_version)``) working.
         super().__init__(message)
         self.aggregate_id = aggregate_id
         self.expected_version = expected_version
         self.actual_version = actual_version
 
 
-class DatabaseUnavailableError(EventualiError, ConnectionError):
+#: Upstream eventuali's name for :class:`ConcurrencyError` (the same class).
+OptimisticConcurrencyError = ConcurrencyError
+
+
+class EventStoreError(EventualiError):
+    """An error of the event store itself (upstream eventuali's name).
+
+    Base of :class:`DatabaseError`, :class:`SchemaNotReadyError`, :class:`StoreClosedError`
+    and :class:`AggregateNotFoundError`.
+    """
+
+
+class DatabaseError(EventStoreError):
+    """A database-related error (upstream eventuali's name); base of
+    :class:`DatabaseUnavailableError` and :class:`UnsupportedDatabaseError`."""
+
+
+class DatabaseUnavailableError(DatabaseError, ConnectionError):
     """The PostgreSQL server could not be reached or refused the connection."""
 
 
-class SchemaNotReadyError(EventualiError):
+class UnsupportedDatabaseError(DatabaseError, ConfigurationError):
+    """The database URL names another database than PostgreSQL (``sqlite://``, a ``.db`` file).
+
+    eventuali-pg stores events in PostgreSQL only; the message says how to get a server.
+    """
+
+
+class SchemaNotReadyError(EventStoreError):
     """The event store schema is missing or older than this version of the library."""
 
 
-class StoreClosedError(EventualiError):
+class StoreClosedError(EventStoreError):
     """The store was used after ``close()``."""
 
 
-class SubscriptionError(EventualiError):
+class StoreNotInitializedError(EventStoreError, RuntimeError):
+    """An ``EventStore()`` made without :meth:`EventStore.create` was used (upstream eventuali's
+    two-step construction). A ``RuntimeError``, as upstream raises."""
+
+
+class AggregateNotFoundError(EventStoreError, LookupError):
+    """An aggregate has no events (upstream eventuali's name and signature).
+
+    ``EventStore.load`` returns None for a missing aggregate, as upstream's does; raise this
+    from application code that needs the aggregate to exist.
+    """
+
+    def __init__(self, aggregate_id: str, aggregate_type: str | None = None) -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        message = f"Aggregate '{aggregate_id}' not found"
+        if aggregate_type:
+            message += f" (type: {aggregate_type})"
+        super().__init__(message)
+
+
+class StreamingError(EventualiError):
+    """An error of event streaming (upstream eventuali's name); base of
+    :class:`SubscriptionError`."""
+
+
+class SubscriptionError(StreamingError):
     """Base class of subscription and receiver errors."""
 
 
@@ -80,8 +148,11 @@ class UnknownSubscriptionError(SubscriptionError, LookupError):
     """No active subscription has this id."""
 
 
-class SubscriptionClosed(SubscriptionError):
-    """The receiver has ended (unsubscribed, closed, or its store closed)."""
+class SubscriptionClosed(SubscriptionError, RuntimeError):
+    """The receiver has ended (unsubscribed, closed, or its store closed).
+
+    Also a ``RuntimeError``, which upstream eventuali's ``recv()`` raises in this case.
+    """
 
 
 class SubscriptionLagged(SubscriptionError):
@@ -93,7 +164,24 @@ class SubscriptionLagged(SubscriptionError):
         self.last_position = last_position
 
 
-class CheckpointError(EventualiError):
+class ProjectionError(EventualiError):
+    """An error of a projection (upstream eventuali's name); base of :class:`CheckpointError`."""
+
+
+class SnapshotError(EventualiError):
+    """An error with snapshots (upstream eventuali's name). eventuali-pg's snapshots never fail
+    a save or a load (a snapshot that cannot be written or read is skipped), so the library
+    never raises it; it exists so ``except SnapshotError`` keeps working."""
+
+
+class UnsupportedFeatureError(EventualiError, ImportError):
+    """An upstream eventuali name eventuali-pg deliberately does not provide (its security,
+    tenancy, observability, snapshot and SQLite-tuning extensions). An ``ImportError``, so a
+    ``from eventuali_pg import Name`` fails where it is written, with a message saying what to
+    use instead."""
+
+
+class CheckpointError(ProjectionError):
     """A checkpoint would move backwards without an explicit reset."""
 
 

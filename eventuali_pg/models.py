@@ -18,9 +18,10 @@ import sys
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import DecodeError, EventTypeConflictError, InvalidInputError, MissingHandlerError
 
@@ -70,6 +71,11 @@ class Event(BaseModel):
     )
 
     __event_type__: ClassVar[str] = "Event"
+    #: True for the example domain types (:mod:`eventuali_pg.examples_domain`): they register
+    #: only when no application class holds their name, and an application class replaces them.
+    __example_type__: ClassVar[bool] = False
+    #: True when the class overrides :meth:`get_event_type` (set at class creation).
+    __custom_event_type__: ClassVar[bool] = False
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     aggregate_id: str = ""
@@ -88,14 +94,25 @@ class Event(BaseModel):
     _decode_error: DecodeError | None = PrivateAttr(default=None)
 
     def __init_subclass__(
-        cls, *, event_type: str | None = None, replace: bool = False, **kwargs: Any
+        cls,
+        *,
+        event_type: str | None = None,
+        replace: bool = False,
+        example: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         name = event_type if event_type is not None else cls.__name__
         if not name or not isinstance(name, str):
             raise InvalidInputError(f"event_type of {cls.__qualname__} must be a non-empty string")
         cls.__event_type__ = name
+        cls.__example_type__ = example
+        cls.__custom_event_type__ = _overrides_get_event_type(cls)
         existing = _registry.get(name)
+        if example and existing is not None and not _same_definition(existing, cls):
+            return  # an application's own class of that name wins over the example type
+        if existing is not None and existing.__example_type__ and not example:
+            replace = True  # ... also when the example type was registered first
         if existing is not None and not replace and not _same_definition(existing, cls):
             double = _imported_twice(existing, cls)
             if double is not None:
@@ -117,10 +134,55 @@ class Event(BaseModel):
             )
         _registry[name] = cls
 
+    if not TYPE_CHECKING:  # keeps the pydantic plugin's typed __init__ for type checkers
+
+        def __init__(self, /, **data: Any) -> None:
+            # Only construction comes here; rows decoded from the store skip it (and its cost).
+            _upstream_values(type(self), data)
+            super().__init__(**data)
+
+        # Tells pydantic this is not a custom __init__ to call while validating (RootModel
+        # does the same), so decoding stays one call into pydantic-core.
+        __init__.__pydantic_base_init__ = True
+
     def model_post_init(self, context: Any, /) -> None:
-        """Default ``event_type`` to the class's registered type."""
+        """Default ``event_type`` to the class's registered type (or its get_event_type())."""
         if not self.event_type:
-            self.event_type = type(self).__event_type__
+            if type(self).__custom_event_type__:
+                self.event_type = self.get_event_type()
+            else:
+                self.event_type = type(self).__event_type__
+
+    @classmethod
+    def get_event_type(cls) -> str:
+        """The event type this class is registered under (the class name unless renamed).
+
+        A subclass may override it (as a classmethod or a plain method, as upstream eventuali
+        allows); :meth:`Aggregate.apply` then stamps the event with the override's result, and
+        events of that type load as this class.
+        """
+        return cls.__event_type__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (envelope and payload) as a dict of Python values (``model_dump()``)."""
+        return self.model_dump()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build an event from a dict such as :meth:`to_dict` returns (UUID causation and
+        correlation ids become text; a naive timestamp is refused)."""
+        data = dict(data)
+        _upstream_values(cls, data)
+        return cls.model_validate(data)
+
+    def to_json(self) -> str:
+        """The event as a JSON string (``model_dump_json()``)."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, json_str: str | bytes) -> Self:
+        """Build an event from JSON such as :meth:`to_json` returns."""
+        return cls.model_validate_json(json_str)
 
     @property
     def decode_error(self) -> DecodeError | None:
@@ -210,6 +272,7 @@ class Aggregate(BaseModel):
     version: int = 0
 
     _uncommitted: list[Event] = PrivateAttr(default_factory=list)
+    _persisted: bool = PrivateAttr(default=False)
 
     def __init_subclass__(
         cls,
@@ -242,6 +305,16 @@ class Aggregate(BaseModel):
         Returns the stamped event. Raises :class:`MissingHandlerError` naming the method it
         looked for when the aggregate has no handler for the event type.
         """
+        if type(event).__custom_event_type__:
+            _stamp_event_type(event)
+        if isinstance(event.timestamp, datetime) and event.timestamp.tzinfo is None:
+            from .compat.values import refuse_naive
+
+            refuse_naive(event.timestamp, what=f"{event.event_type} timestamp")  # assigned later
+        if isinstance(event.causation_id, uuid.UUID):  # assigned after creation: not validated
+            event.causation_id = str(event.causation_id)
+        if isinstance(event.correlation_id, uuid.UUID):
+            event.correlation_id = str(event.correlation_id)
         handler = self._handler_for(event)
         event.aggregate_id = self.id
         event.aggregate_type = self.get_aggregate_type()
@@ -257,14 +330,43 @@ class Aggregate(BaseModel):
         self.version = event.aggregate_version
 
     def _handler_for(self, event: Event) -> Any:
-        method = f"apply_{snake_case(event.event_type)}"
-        handler = getattr(self, method, None)
-        if handler is None or not callable(handler):
-            raise MissingHandlerError(
-                f"{type(self).__name__} has no method {method}(self, event) to apply "
-                f"{event.event_type!r} events; define it on the aggregate class"
-            )
-        return handler
+        names = handler_names(event.event_type)
+        for method in names:
+            handler = getattr(self, method, None)
+            if handler is not None and callable(handler):
+                return handler
+        alternative = f" (or {names[1]})" if len(names) > 1 else ""
+        raise MissingHandlerError(
+            f"{type(self).__name__} has no method {names[0]}(self, event){alternative} to apply "
+            f"{event.event_type!r} events; define it on the aggregate class"
+        )
+
+    def _apply_event(self, event: Event) -> None:
+        """Upstream eventuali's internal name: stamp and apply ``event`` without recording it
+        as uncommitted (what a rebuild does). Prefer :meth:`apply` or :meth:`replay`."""
+        if type(event).__custom_event_type__:
+            _stamp_event_type(event)
+        handler = self._handler_for(event)
+        event.aggregate_id = self.id
+        event.aggregate_type = self.get_aggregate_type()
+        event.aggregate_version = self.version + 1
+        handler(event)
+        self.version = event.aggregate_version
+
+    def is_new(self) -> bool:
+        """True for an aggregate never saved nor loaded (version 0, not persisted)."""
+        return not self._persisted and self.version == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The aggregate's state (id, version and declared fields) as a dict."""
+        return self.model_dump()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild an aggregate from :meth:`to_dict` output; it counts as persisted."""
+        aggregate = cls.model_validate(data)
+        aggregate._persisted = True
+        return aggregate
 
     @property
     def uncommitted_events(self) -> list[Event]:
@@ -282,6 +384,7 @@ class Aggregate(BaseModel):
     def mark_events_as_committed(self) -> None:
         """Forget the uncommitted events (the store calls this after a successful save)."""
         self._uncommitted.clear()
+        self._persisted = True
 
     def _mark_committed(self, event_ids: set[int]) -> None:
         # Only the events that were saved (by object identity): events applied while the save
@@ -304,7 +407,87 @@ class Aggregate(BaseModel):
                 )
             return cls(**initial)
         aggregate = cls(**{"id": first.aggregate_id, **initial})
+        aggregate._persisted = True
         aggregate.replay(first)
         for event in iterator:
             aggregate.replay(event)
         return aggregate
+
+
+def _stamp_event_type(event: Event) -> None:
+    """Stamp ``event`` with its class's ``get_event_type()`` override, as upstream eventuali's
+    apply does, and let events of that type load as this class when the name is free."""
+    name = event.get_event_type()
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(
+            f"{type(event).__qualname__}.get_event_type() must return a non-empty string, "
+            f"got {name!r}"
+        )
+    event.event_type = name
+    if name not in _registry:
+        _registry[name] = type(event)
+
+
+def upstream_snake_case(name: str) -> str:
+    """Upstream eventuali's handler naming: ``_`` before every capital
+    (``HTTPRequestSent`` -> ``h_t_t_p_request_sent``)."""
+    return "".join(
+        ("_" + char.lower()) if char.isupper() and index > 0 else char.lower()
+        for index, char in enumerate(name)
+    )
+
+
+def handler_names(event_type: str) -> list[str]:
+    """Method names an aggregate may define for ``event_type``, in the order they are tried:
+    ``apply_<snake_case>`` (``HTTPRequestSent`` -> ``apply_http_request_sent``), then upstream
+    eventuali's spelling (``apply_h_t_t_p_request_sent``) when it differs."""
+    names = [f"apply_{snake_case(event_type)}"]
+    upstream = f"apply_{upstream_snake_case(event_type)}"
+    if upstream not in names and upstream.isidentifier():
+        names.append(upstream)
+    return names
+
+
+_BASE_GET_EVENT_TYPE = Event.get_event_type.__func__  # type: ignore[attr-defined]
+
+
+def _overrides_get_event_type(cls: type[Event]) -> bool:
+    return getattr(cls.get_event_type, "__func__", cls.get_event_type) is not _BASE_GET_EVENT_TYPE
+
+
+def _upstream_values(cls: type[Event], data: dict[str, Any]) -> None:
+    """Values upstream eventuali accepts, at construction: UUID causation and correlation ids
+    become text (as they are stored), and a naive timestamp is refused with the fix."""
+    for key in ("causation_id", "correlation_id"):
+        value = data.get(key)
+        if isinstance(value, uuid.UUID):
+            data[key] = str(value)
+    if "timestamp" in data and cls.model_fields["timestamp"].annotation is AwareDatetime:
+        from .compat.values import refuse_naive
+
+        try:
+            refuse_naive(data["timestamp"], what=f"{cls.__name__}.timestamp")
+        except InvalidInputError as exc:  # a ValidationError, as pydantic's own refusal is
+            detail = InitErrorDetails(
+                type=PydanticCustomError("timezone_aware", "{message}", {"message": str(exc)}),
+                loc=("timestamp",),
+                input=data["timestamp"],
+            )
+            raise ValidationError.from_exception_data(cls.__name__, [detail]) from None
+
+
+def aggregate_type_of(cls: type[Aggregate]) -> str | None:
+    """The aggregate type ``cls`` stores its events under; None when only an instance can tell
+    and none can be made without data.
+
+    ``get_aggregate_type`` is a classmethod here; upstream eventuali's classes override it as a
+    plain method, which needs an instance: one is made without validation to ask it.
+    """
+    try:
+        return cls.get_aggregate_type()
+    except TypeError:
+        try:
+            return str(cls.model_construct().get_aggregate_type())
+        except Exception:  # an __init__ or property that needs real data: no answer
+            return None
+

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
+from ..compat.store import UpstreamStoreMethods
 from ..context import stamp_events
 from ..errors import AggregateTypeMismatchError, StoreClosedError
-from ..models import Aggregate, Event
+from ..models import Aggregate, Event, aggregate_type_of
 from .appender import AppendResult, SaveUnit, append, append_with_inline
 from .inline import InlineHandler, InlineProjection
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
@@ -66,7 +67,7 @@ class StreamerLike(Protocol):
         """Stop following ``store``."""
 
 
-class EventStore:
+class EventStore(UpstreamStoreMethods):
     """An event store in one PostgreSQL schema. Create it with :meth:`EventStore.create`.
 
     ``save`` appends an aggregate's uncommitted events and advances the global sequence in one
@@ -120,6 +121,8 @@ class EventStore:
         ``max_batch_events`` events; ``max_batch_wait`` seconds (default 0: never wait) lets a
         save wait for company.
         """
+        if "connection_string" in options and dsn is None:  # upstream eventuali's keyword
+            dsn = options.pop("connection_string")
         settings = StoreOptions.from_keywords(**options)
         connector = Connector(
             resolve_dsn(dsn),
@@ -358,8 +361,8 @@ class EventStore:
         events = await self.load_events(aggregate_id)
         if not events:
             return None
-        expected, actual = cls.get_aggregate_type(), events[0].aggregate_type
-        if actual != expected:
+        expected, actual = aggregate_type_of(cls), events[0].aggregate_type
+        if expected is not None and actual != expected:
             raise AggregateTypeMismatchError(
                 f"aggregate {aggregate_id!r} is a {actual!r}, not a {expected!r}: its events were "
                 f"saved by aggregate type {actual!r}. Load it with that aggregate class, or check "

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from .._db import Pool, database_errors
 from .._tasks import cancel_and_wait
 from ..codec import require_decoded
-from ..models import Aggregate
+from ..models import Aggregate, aggregate_type_of
 from .appender import SaveUnit
 from .reader import EventReader
 from .sql import StoreSql
@@ -121,7 +121,7 @@ async def load_from_snapshot(
         return None
     if (
         row["snapshot_version"] != cls.snapshot_version
-        or row["aggregate_type"] != cls.get_aggregate_type()
+        or row["aggregate_type"] != aggregate_type_of(cls)
         or row["version"] > row["stream_version"]
     ):
         return None

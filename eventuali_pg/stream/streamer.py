@@ -98,6 +98,7 @@ class EventStreamer:
                 "this EventStreamer is closed (its receivers were ended by close()); create a "
                 "new EventStreamer and attach it to the store to subscribe again"
             )
+        explicit = from_position is not None
         if from_position is None:
             from_position = subscription.from_position
         else:
@@ -121,11 +122,23 @@ class EventStreamer:
                     head=store_head,
                 )
         subscription_id = subscription.subscription_id
-        if subscription_id in self._receivers:
+        previous = self._receivers.get(subscription_id)
+        if previous is not None and previous.subscription is not subscription:
             raise DuplicateSubscriptionError(
                 f"a subscription with id {subscription_id!r} is already active; unsubscribe it "
                 "first or choose another id"
             )
+        if previous is not None:
+            # The same Subscription object again (a processor re-subscribing after its receiver
+            # failed): the old receiver ends and the new one resumes after its last event.
+            del self._receivers[subscription_id]
+            previous._end()
+            if not explicit:
+                from_position = previous._last if self._source is not None else None
+        elif from_position is None and subscription.from_timestamp is not None:
+            from ..compat.streaming import position_for_timestamp
+
+            from_position = await position_for_timestamp(self._source, subscription)
         head = self._head
         start = head if from_position is None else from_position
         if start < head and self._source is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Self
+from datetime import datetime
+from typing import Any, Self
 
 from ..models import Event
 from ..store.validation import check_name_filter, check_position
@@ -24,17 +25,23 @@ class Subscription:
     ``aggregate_type_filter`` and ``event_type_filter`` take one name, a collection of names, or
     None for all. ``id`` is generated when not given (read it back from ``subscription.id`` to
     unsubscribe). ``from_position=N`` first catches up on every matching event after global
-    position N, then continues live; None means live from now.
+    position N, then continues live; None means live from now. ``from_timestamp=t`` (a
+    timezone-aware datetime) does the same from the first event recorded at or after ``t``: the
+    streamer resolves it to a position with a store query when subscribing.
     """
 
     id: str | None = None
     aggregate_type_filter: NameFilter = None
     event_type_filter: NameFilter = None
     from_position: int | None = None
+    from_timestamp: datetime | None = None
     aggregate_types: frozenset[str] | None = field(init=False, repr=False)
     event_types: frozenset[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.from_position, datetime) and self.from_timestamp is None:
+            # upstream eventuali's fourth positional argument is from_timestamp
+            self.from_timestamp, self.from_position = self.from_position, None
         if self.id is None:
             self.id = _generated_id()
         elif not isinstance(self.id, str) or not self.id:
@@ -47,6 +54,17 @@ class Subscription:
         self.event_types = frozenset(event_types) if event_types else None
         if self.from_position is not None:
             check_position(self.from_position, what="from_position")
+        if self.from_timestamp is not None:
+            from ..compat.streaming import check_from_timestamp
+
+            check_from_timestamp(self.from_timestamp, self.from_position)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The subscription's settings as a dict (the keys upstream eventuali uses, plus
+        ``from_position``); unset ones are left out, ``from_timestamp`` is ISO 8601."""
+        from ..compat.streaming import subscription_dict
+
+        return subscription_dict(self)
 
     @property
     def subscription_id(self) -> str:
@@ -76,6 +94,7 @@ class SubscriptionBuilder:
         self._aggregate_types: list[str] = []
         self._event_types: list[str] = []
         self._from_position: int | None = None
+        self._from_timestamp: datetime | None = None
 
     def with_id(self, subscription_id: str) -> Self:
         """Name the subscription."""
@@ -97,6 +116,13 @@ class SubscriptionBuilder:
         self._from_position = check_position(position, what="from_position")
         return self
 
+    def from_timestamp(self, timestamp: datetime) -> Self:
+        """Catch up on every matching event recorded at or after ``timestamp`` first."""
+        from ..compat.streaming import check_from_timestamp
+
+        self._from_timestamp = check_from_timestamp(timestamp, None)
+        return self
+
     def build(self) -> Subscription:
         """The subscription described so far."""
         return Subscription(
@@ -104,6 +130,7 @@ class SubscriptionBuilder:
             aggregate_type_filter=list(self._aggregate_types) or None,
             event_type_filter=list(self._event_types) or None,
             from_position=self._from_position,
+            from_timestamp=self._from_timestamp,
         )
 
 
