@@ -71,6 +71,11 @@ class ReceiverStats:
     events_per_second: float
 
 
+_LIVE = ReceiverState.LIVE
+_CATCHING_UP = ReceiverState.CATCHING_UP
+_OVERFLOWED = ReceiverState.OVERFLOWED
+
+
 class _Ended(Exception):
     pass
 
@@ -156,28 +161,30 @@ class EventStreamReceiver:
         self._wakeup.set()
 
     def _offer(self, item: StreamEvent) -> None:
+        # The hot path of every publish, once per receiver: states compared by identity with
+        # module constants, the common case first.
         state = self._state
-        if state is ReceiverState.OVERFLOWED:
-            if self._subscription.matches(item.event):
-                self._missed += 1
-            return
-        if state is ReceiverState.ENDED or item.global_position <= self._live_since:
-            return
-        if self._filtered and not self._subscription.matches(item.event):
-            if state is ReceiverState.LIVE and not self._buffer and not self._page:
-                self._covered = item.global_position
-            return
-        if len(self._buffer) >= self._capacity:
-            if state is ReceiverState.CATCHING_UP:
+        if state is _LIVE or state is _CATCHING_UP:
+            if item.global_position <= self._live_since:
+                return
+            if self._filtered and not self._subscription.matches(item.event):
+                if state is _LIVE and not self._buffer and not self._page:
+                    self._covered = item.global_position
+                return
+            buffer = self._buffer
+            if len(buffer) < self._capacity:
+                buffer.append(item)
+                self._wakeup.set()
+                return
+            if state is _CATCHING_UP:
                 # Buffered events follow a target not reached yet; the next catch-up reads them.
-                self._buffer.clear()
-            self._state = ReceiverState.OVERFLOWED
+                buffer.clear()
+            self._state = _OVERFLOWED
             self._missed = 1
             self._overflows += 1
             self._wakeup.set()
-            return
-        self._buffer.append(item)
-        self._wakeup.set()
+        elif state is _OVERFLOWED and self._subscription.matches(item.event):
+            self._missed += 1
 
     def _end(self) -> None:
         self._state = ReceiverState.ENDED
@@ -192,12 +199,7 @@ class EventStreamReceiver:
 
     async def __anext__(self) -> StreamEvent:
         buffer = self._buffer
-        if (
-            buffer
-            and self._state is ReceiverState.LIVE
-            and not self._page
-            and not self._consuming
-        ):
+        if buffer and self._state is _LIVE and not self._page and not self._consuming:
             # Fast path: the next event is already buffered and nothing comes before it.
             item = buffer.popleft()
             position = item.global_position
