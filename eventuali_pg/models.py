@@ -91,7 +91,10 @@ class Event(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     recorded_at: AwareDatetime | None = None
 
-    _decode_error: DecodeError | None = PrivateAttr(default=None)
+    # Not a pydantic private attribute: those cost every event an initialisation. Set on the
+    # rare undecodable event only (object.__setattr__, in its __dict__), read through the class
+    # default otherwise.
+    _decode_error: ClassVar[DecodeError | None] = None
 
     def __init_subclass__(
         cls,

@@ -94,5 +94,5 @@ def _undecodable(data: dict[str, Any], exc: ValidationError) -> Event:
         event = Event.__pydantic_validator__.validate_python(data)
     except ValidationError:  # the envelope itself is broken: keep what can be kept
         event = Event.model_construct(**data)
-    event._decode_error = error
+    object.__setattr__(event, "_decode_error", error)  # see Event._decode_error
     return event  # type: ignore[no-any-return]

@@ -74,6 +74,7 @@ class ReceiverStats:
 _LIVE = ReceiverState.LIVE
 _CATCHING_UP = ReceiverState.CATCHING_UP
 _OVERFLOWED = ReceiverState.OVERFLOWED
+_ENDED = ReceiverState.ENDED
 
 
 class _Ended(Exception):
@@ -198,8 +199,14 @@ class EventStreamReceiver:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        if self._consuming:
+            return await self._next()  # raises ReceiverBusyError
+        page = self._page
+        if page and self._state is not _ENDED:
+            # Fast path of a catch-up: the page read from the table comes first.
+            return self._deliver(page.popleft())
         buffer = self._buffer
-        if buffer and self._state is _LIVE and not self._page and not self._consuming:
+        if buffer and self._state is _LIVE and not page:
             # Fast path: the next event is already buffered and nothing comes before it.
             item = buffer.popleft()
             position = item.global_position
