@@ -31,6 +31,7 @@ from .errors import (
     SubscriptionError,
     SubscriptionLagged,
     UnknownSubscriptionError,
+    UpcasterError,
 )
 from .models import Aggregate, Event, event_class_for, registered_event_types
 from .projections import (
@@ -61,6 +62,7 @@ from .stream import (
     Subscription,
     SubscriptionBuilder,
 )
+from .upcasting import check_upcasters, upcaster
 
 __all__ = [
     "Aggregate",
@@ -115,6 +117,8 @@ __all__ = [
     "SubscriptionLagged",
     "TransactionalProjection",
     "UnknownSubscriptionError",
+    "UpcasterError",
+    "check_upcasters",
     "current_event_context",
     "current_revision",
     "downgrade",
@@ -125,6 +129,7 @@ __all__ = [
     "member_for",
     "migrate",
     "registered_event_types",
+    "upcaster",
     "wait_for_checkpoint",
 ]
 

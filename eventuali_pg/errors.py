@@ -252,3 +252,8 @@ class PositionBeyondHeadError(InvalidInputError):
 
 class StreamerClosedError(SubscriptionError):
     """``subscribe`` was called on an :class:`EventStreamer` after its ``close()``."""
+
+
+class UpcasterError(ConfigurationError):
+    """The upcasters and event classes do not form complete chains (a gap, a duplicate, an
+    upcaster for a type no class handles)."""

@@ -71,6 +71,12 @@ class Event(BaseModel):
     )
 
     __event_type__: ClassVar[str] = "Event"
+    #: The current schema version of this class's payload (``class X(Event, event_version=2)``):
+    #: new events carry it, and stored events of older versions are upcast to it on read.
+    __event_version__: ClassVar[int] = 1
+    #: True when the class declared ``event_version=``: only then is a stored version newer
+    #: than it refused (an undeclared class reads every version, as before versions existed).
+    __versioned__: ClassVar[bool] = False
     #: True for the example domain types (:mod:`eventuali_pg.examples_domain`): they register
     #: only when no application class holds their name, and an application class replaces them.
     __example_type__: ClassVar[bool] = False
@@ -102,9 +108,21 @@ class Event(BaseModel):
         event_type: str | None = None,
         replace: bool = False,
         example: bool = False,
+        event_version: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        if event_version is not None and (
+            isinstance(event_version, bool)
+            or not isinstance(event_version, int)
+            or not 1 <= event_version <= 2**31 - 1
+        ):
+            raise InvalidInputError(
+                f"event_version of {cls.__qualname__} must be an integer >= 1, got "
+                f"{event_version!r}"
+            )
+        cls.__event_version__ = event_version if event_version is not None else 1
+        cls.__versioned__ = event_version is not None
         name = event_type if event_type is not None else cls.__name__
         if not name or not isinstance(name, str):
             raise InvalidInputError(f"event_type of {cls.__qualname__} must be a non-empty string")
@@ -149,7 +167,11 @@ class Event(BaseModel):
         __init__.__pydantic_base_init__ = True
 
     def model_post_init(self, context: Any, /) -> None:
-        """Default ``event_type`` to the class's registered type (or its get_event_type())."""
+        """Default ``event_type`` to the class's registered type (or its get_event_type()), and
+        ``event_version`` to the class's schema version."""
+        version = type(self).__event_version__
+        if version != 1 and "event_version" not in self.model_fields_set:
+            self.event_version = version
         if not self.event_type:
             if type(self).__custom_event_type__:
                 self.event_type = self.get_event_type()

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from ..errors import DecodeError
-from ..models import Event, event_from_row
+from ..models import Event, event_class_for, event_from_row
+from ..upcasting import has_upcaster, upcast
 
 
 def record_to_event(record: Any) -> Event:
@@ -41,6 +42,13 @@ def record_to_event(record: Any) -> Event:
         recorded_at,
     ) = record
     data = from_json(payload)
+    stored_type, stored_version = event_type, event_version
+    failure: str | None = None
+    if has_upcaster(event_type, event_version):
+        try:
+            event_type, event_version, data = upcast(event_type, event_version, data)
+        except ValueError as exc:
+            failure = str(exc)
     data["event_id"] = event_id
     data["aggregate_id"] = aggregate_id
     data["aggregate_type"] = aggregate_type
@@ -54,10 +62,26 @@ def record_to_event(record: Any) -> Event:
     data["user_id"] = user_id
     data["metadata"] = {} if metadata == "{}" else from_json(metadata)
     data["recorded_at"] = recorded_at
-    try:
-        return event_from_row(event_type, data)
-    except ValidationError as exc:
-        return _undecodable(data, exc)
+    if failure is None:
+        cls = event_class_for(event_type)
+        if cls is not None and cls.__versioned__ and event_version > cls.__event_version__:
+            failure = (
+                f"it is stored at event_version {event_version}, newer than this process's "
+                f"{cls.__qualname__} knows ({cls.__event_version__}): the event was written by "
+                "newer code; deploy it here too"
+            )
+        else:
+            try:
+                return event_from_row(event_type, data)
+            except ValidationError as exc:
+                failure = "; ".join(
+                    f"{'.'.join(str(part) for part in error['loc']) or '(event)'}: "
+                    f"{error['msg']}"
+                    for error in exc.errors(include_url=False)
+                )
+    if (event_type, event_version) != (stored_type, stored_version):
+        failure = f"(upcast from {stored_type!r} version {stored_version}) {failure}"
+    return _undecodable(data, failure)
 
 
 def records_to_events(records: Sequence[Any]) -> list[Event]:
@@ -73,12 +97,8 @@ def require_decoded(event: Event) -> Event:
     return event
 
 
-def _undecodable(data: dict[str, Any], exc: ValidationError) -> Event:
+def _undecodable(data: dict[str, Any], problems: str) -> Event:
     event_type = str(data["event_type"])
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or '(event)'}: {error['msg']}"
-        for error in exc.errors(include_url=False)
-    )
     error = DecodeError(
         f"stored event {event_type!r} (event_version {data['event_version']}) at global "
         f"position {data['global_position']} of aggregate {data['aggregate_id']!r} does not fit "

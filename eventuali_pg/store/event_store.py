@@ -22,6 +22,7 @@ from ..compat.store import UpstreamStoreMethods
 from ..context import stamp_events
 from ..errors import AggregateTypeMismatchError, StoreClosedError
 from ..models import Aggregate, Event, aggregate_type_of
+from ..upcasting import check_upcasters
 from .appender import AppendResult, SaveUnit, append, append_with_inline
 from .inline import InlineHandler, InlineProjection
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
@@ -124,6 +125,7 @@ class EventStore(UpstreamStoreMethods):
         if "connection_string" in options and dsn is None:  # upstream eventuali's keyword
             dsn = options.pop("connection_string")
         settings = StoreOptions.from_keywords(**options)
+        check_upcasters()  # incomplete chains fail here, not deep inside a subscriber
         connector = Connector(
             resolve_dsn(dsn),
             connect_timeout=float(settings.connect_timeout),
