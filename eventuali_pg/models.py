@@ -101,6 +101,8 @@ class Event(BaseModel):
     # rare undecodable event only (object.__setattr__, in its __dict__), read through the class
     # default otherwise.
     _decode_error: ClassVar[DecodeError | None] = None
+    # Likewise, set on an event an upcaster changed: the version it is stored at.
+    _stored_event_version: ClassVar[int | None] = None
 
     def __init_subclass__(
         cls,
@@ -217,6 +219,13 @@ class Event(BaseModel):
         (payload fields as plain JSON values), so one unreadable row never stalls a reader.
         """
         return self._decode_error
+
+    @property
+    def stored_event_version(self) -> int:
+        """The ``event_version`` the event is stored at (lower than ``event_version`` when
+        upcasters brought it up to date on the way out)."""
+        stored = self._stored_event_version
+        return stored if stored is not None else self.event_version
 
     def payload(self) -> dict[str, Any]:
         """The event's own data (every field that is not part of the envelope), JSON-ready,

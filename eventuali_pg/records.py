@@ -55,7 +55,12 @@ def event_to_record(event: Event) -> dict[str, Any]:
         "user_id": event.user_id,
         "metadata": event.metadata,
         "payload": event.payload(),
-    }
+    } | (
+        # only on an event upcasters brought up to date: the version it is stored at
+        {"stored_event_version": event.stored_event_version}
+        if event.stored_event_version != event.event_version
+        else {}
+    )
 
 
 def event_to_json(event: Event) -> str:

@@ -75,7 +75,7 @@ async def write_old(dsn: str, prefix: str, count: int = 3) -> None:
 def assert_upcast(event: Event, n: int) -> None:
     assert type(event) is TicketOpened, event.decode_error
     assert (event.subject, event.priority, event.tags) == (f"old title {n}", 3, [])
-    assert event.event_version == 3
+    assert event.event_version == 3 and event.stored_event_version == 1
 
 
 def test_new_events_carry_the_class_version() -> None:
@@ -161,7 +161,7 @@ async def test_the_command_line_shows_the_upcast_event(dsn: str) -> None:
     result = await run_cli("events", "--dsn", dsn, "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.splitlines()[0])
-    assert record["event_version"] == 3
+    assert record["event_version"] == 3 and record["stored_event_version"] == 1
     assert record["payload"] == {"subject": "old title 0", "priority": 3, "tags": []}
 
 

@@ -75,9 +75,34 @@ async def collect(connection: Connection, target: Target) -> dict[str, Any]:
             }
             for row in checkpoints
         ],
+        "projection_versions": await _projection_versions(connection, schema, head),
         "dead_letters": await _dead_letters(connection, schema),
         "connections": await _connections(connection),
     }
+
+
+async def _projection_versions(
+    connection: Connection, schema: str, head: int
+) -> list[dict[str, Any]] | None:
+    """Every recorded projection version, active or not, with its lag; None when the schema
+    predates the table."""
+    from ..projections.sql import projection_sql
+
+    table = f"{schema}.projection_versions"
+    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+        return None
+    rows = await connection.fetch(projection_sql(schema).version_list, None)
+    return [
+        {
+            "subscription_id": row["subscription_id"],
+            "version": int(row["version"]),
+            "active": bool(row["active"]),
+            "checkpoint": int(row["checkpoint"] or 0),
+            "lag": max(0, head - int(row["checkpoint"] or 0)),
+            "replaying": int(row["checkpoint"] or 0) < int(row["replay_until"]),
+        }
+        for row in rows
+    ]
 
 
 async def _dead_letters(connection: Connection, schema: str) -> dict[str, Any] | None:
@@ -163,6 +188,21 @@ def _print(report: dict[str, Any]) -> None:
         out.print(table)
     else:
         line("subscriptions", "no durable subscription has a checkpoint yet")
+    versions = report["projection_versions"]
+    if versions:
+        table = Table(title="projection versions", box=box.SIMPLE_HEAD, title_justify="left")
+        for column in ("projection", "version", "active", "checkpoint", "lag", "replaying"):
+            table.add_column(column, justify="left" if column == "projection" else "right")
+        for row in versions:
+            table.add_row(
+                plain(row["subscription_id"]),
+                str(row["version"]),
+                Text("active", style="green") if row["active"] else "",
+                str(row["checkpoint"]),
+                Text(str(row["lag"]), style="yellow") if row["lag"] else "0",
+                "yes" if row["replaying"] else "",
+            )
+        out.print(table)
     dead = report["dead_letters"]
     if dead is not None:
         detail = ", ".join(f"{key}: {n}" for key, n in dead["by_subscription"].items())

@@ -72,13 +72,17 @@ def record_to_event(record: Any) -> Event:
             )
         else:
             try:
-                return event_from_row(event_type, data)
+                event = event_from_row(event_type, data)
             except ValidationError as exc:
                 failure = "; ".join(
                     f"{'.'.join(str(part) for part in error['loc']) or '(event)'}: "
                     f"{error['msg']}"
                     for error in exc.errors(include_url=False)
                 )
+            else:
+                if event_version != stored_version:
+                    object.__setattr__(event, "_stored_event_version", stored_version)
+                return event
     if (event_type, event_version) != (stored_type, stored_version):
         failure = f"(upcast from {stored_type!r} version {stored_version}) {failure}"
     return _undecodable(data, failure)

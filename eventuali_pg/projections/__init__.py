@@ -8,6 +8,7 @@ from .leases import AdvisoryLease
 from .projection import Projection, TransactionalProjection
 from .rebuild import reset_group
 from .runner import ProjectionRunner, ProjectionStats
+from .versions import ProjectionVersion, activate, active_version, retire, versions
 from .waiting import wait_for_checkpoint
 
 __all__ = [
@@ -20,8 +21,13 @@ __all__ = [
     "Projection",
     "ProjectionRunner",
     "ProjectionStats",
+    "ProjectionVersion",
     "TransactionalProjection",
+    "activate",
+    "active_version",
     "member_for",
     "reset_group",
+    "retire",
+    "versions",
     "wait_for_checkpoint",
 ]

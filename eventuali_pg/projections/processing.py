@@ -52,6 +52,7 @@ class EventHandling:
     _batches: int
     _retries: int
     _parked: int
+    _replay_until: int
 
     def _mine(self, batch: Sequence[StreamEvent]) -> list[StreamEvent]:
         group = self._group
@@ -69,9 +70,18 @@ class EventHandling:
         return mine
 
     async def _handle(self, batch: list[StreamEvent]) -> None:
+        until = self._replay_until
+        if batch[0].global_position <= until < batch[-1].global_position:
+            # A batch never mixes replayed and new events: the handler is told which it gets.
+            cut = next(i for i, item in enumerate(batch) if item.global_position > until)
+            await self._handle(batch[:cut])
+            await self._handle(batch[cut:])
+            return
         self._batches += 1
         last = batch[-1].global_position
-        mine = self._mine(batch)
+        replaying = last <= until
+        self._projection.replaying = replaying
+        mine = [] if replaying and self._projection.skip_replay else self._mine(batch)
         if any(item.event.decode_error is not None for item in mine):
             # A stored event this process cannot read is parked, never handed to the handler:
             # the rest of the batch goes one at a time around it.

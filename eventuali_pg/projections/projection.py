@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 class _Positioned:
     """The position methods: the runner's checkpoint once bound, else a value in memory."""
 
+    #: The projection's version: a new version rebuilds its own read model side by side with
+    #: the old one (see :mod:`eventuali_pg.projections.versions`).
+    version: int = 1
+    #: True: events replayed (up to the head when this version first started) are not handed
+    #: to the handler at all (a handler with side effects that must not repeat).
+    skip_replay: bool = False
+    #: Set by the runner while the handler is called: True for replayed events.
+    replaying: bool = False
+
     _checkpoints: CheckpointStore | None = None
     _checkpoint_ids: list[str] | None = None
     _memory_position: int | None = None

@@ -50,6 +50,7 @@ from .leases import AdvisoryLease, LeaseLost
 from .processing import EventHandling
 from .projection import AnyProjection, Projection, TransactionalProjection
 from .rebuild import rewind
+from .versions import check_version, register, restart_replay, versioned_id
 from .waiting import wait_for_checkpoint
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class ProjectionStats:
 
     subscription_id: str
     checkpoint_id: str
+    version: int
+    replaying: bool
     mode: Mode
     running: bool
     active: bool
@@ -126,6 +129,11 @@ class ProjectionRunner(EventHandling):
                 f"(exactly-once), got {type(projection).__name__}"
             )
         check_subscription_id(subscription_id)
+        version = check_version(getattr(projection, "version", 1))
+        self._base_subscription_id = subscription_id
+        self._version = version
+        # A later version keeps checkpoints and dead letters of its own (see versions.py).
+        subscription_id = versioned_id(subscription_id, version)
         for name, value in (
             ("batch_size", batch_size),
             ("checkpoint_every", checkpoint_every),
@@ -192,6 +200,7 @@ class ProjectionRunner(EventHandling):
             else [subscription_id]
         )
         self._positions: dict[str, int] = dict.fromkeys(self._checkpoint_ids, 0)
+        self._replay_until = 0  # known once a session has recorded the version
         projection._bind(self._checkpoints, self._checkpoint_ids)
         self._streamer: EventStreamer | None = None
         # Exactly-once: the session's own connection for the batch transactions.
@@ -221,6 +230,11 @@ class ProjectionRunner(EventHandling):
     def subscription_id(self) -> str:
         """The subscription id (names the dead letters; the checkpoint unless in a group)."""
         return self._subscription_id
+
+    @property
+    def version(self) -> int:
+        """The projection's version (its ``version`` attribute; 1 by default)."""
+        return self._version
 
     @property
     def checkpoint_id(self) -> str:
@@ -359,6 +373,7 @@ class ProjectionRunner(EventHandling):
         was_running = self.running
         await self.stop()
         await rewind(self._store, self._projection, self._subscription_id, self._checkpoint_ids)
+        await restart_replay(self._store, self._base_subscription_id, self._version)
         self._processed = self._committed = 0
         self._positions = dict.fromkeys(self._checkpoint_ids, 0)
         self._since_checkpoint = 0
@@ -389,6 +404,8 @@ class ProjectionRunner(EventHandling):
         return ProjectionStats(
             subscription_id=self._subscription_id,
             checkpoint_id=self._checkpoint_id,
+            version=self._version,
+            replaying=self._processed < self._replay_until,
             mode=self.mode,
             running=self.running,
             active=self._active,
@@ -468,6 +485,9 @@ class ProjectionRunner(EventHandling):
         async with database_step():
             self._positions = await self._checkpoints.get_many(self._checkpoint_ids)
             stored = min(self._positions.values())
+            self._replay_until = await register(
+                self._store, self._base_subscription_id, self._version, stored
+            )
             if self._exactly_once:
                 self._connection = await open_connection(self._store)
         try:

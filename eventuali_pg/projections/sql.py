@@ -61,6 +61,74 @@ RETURNING position
 
 
     @property
+    def version_register(self) -> str:
+        """Record version ``$2`` of ``$1`` (replaying up to ``$3``) unless recorded; the first
+        version of a subscription is active. Returns the recorded row."""
+        s = self.schema
+        return f"""
+WITH inserted AS (
+    INSERT INTO {s}.projection_versions (subscription_id, version, replay_until, active)
+    SELECT $1, $2, $3, NOT EXISTS (
+        SELECT 1 FROM {s}.projection_versions WHERE subscription_id = $1)
+    ON CONFLICT (subscription_id, version) DO NOTHING
+    RETURNING replay_until
+)
+SELECT replay_until FROM inserted
+UNION ALL
+SELECT replay_until FROM {s}.projection_versions WHERE subscription_id = $1 AND version = $2
+LIMIT 1
+"""
+
+    @property
+    def version_replay_from(self) -> str:
+        """Events of version ``$2`` of ``$1`` up to ``$3`` are a replay (after a reset)."""
+        return (
+            f"UPDATE {self.schema}.projection_versions SET replay_until = $3 "
+            "WHERE subscription_id = $1 AND version = $2"
+        )
+
+    @property
+    def version_list(self) -> str:
+        """Recorded versions (of ``$1``, all when NULL) with their lowest checkpoint."""
+        s = self.schema
+        return f"""
+SELECT v.subscription_id, v.version, v.replay_until, v.active,
+       (SELECT min(c.position) FROM {s}.checkpoints c
+        WHERE c.subscription_id = CASE WHEN v.version = 1 THEN v.subscription_id
+                                       ELSE v.subscription_id || '@v' || v.version END
+           OR c.subscription_id LIKE (CASE WHEN v.version = 1 THEN v.subscription_id
+                                           ELSE v.subscription_id || '@v' || v.version END)
+                                     || '#partition-%') AS checkpoint
+FROM {s}.projection_versions v
+WHERE $1::text IS NULL OR v.subscription_id = $1
+ORDER BY v.subscription_id, v.version
+"""
+
+    @property
+    def version_activate(self) -> str:
+        """Make version ``$2`` the active one of ``$1``."""
+        return (
+            f"UPDATE {self.schema}.projection_versions SET active = (version = $2) "
+            "WHERE subscription_id = $1"
+        )
+
+    @property
+    def version_retire_checkpoints(self) -> str:
+        """Delete checkpoint ``$1`` and those matching ``$2`` (its partitions)."""
+        return (
+            f"DELETE FROM {self.schema}.checkpoints "
+            "WHERE subscription_id = $1 OR subscription_id LIKE $2"
+        )
+
+    @property
+    def version_delete(self) -> str:
+        """Forget version ``$2`` of ``$1``."""
+        return (
+            f"DELETE FROM {self.schema}.projection_versions "
+            "WHERE subscription_id = $1 AND version = $2"
+        )
+
+    @property
     def checkpoints_advance_from(self) -> str:
         """Move each checkpoint of ``$1`` from exactly its ``$2`` to ``$3`` (creating it when
         expected at 0); returns how many moved. Fewer than ``$1`` has: a fence failed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -163,6 +164,19 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         Column("oldest_compatible", Text, nullable=False),
         PrimaryKeyConstraint("id", name="schema_compatibility_pkey"),
         CheckConstraint("id = 1", name="schema_compatibility_single_row"),
+    )
+
+    # Versions of a projection side by side (eventuali_pg.projections.versions).
+    Table(
+        "projection_versions",
+        metadata,
+        Column("subscription_id", Text, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("replay_until", BigInteger, nullable=False),
+        Column("active", Boolean, nullable=False, server_default=text("false")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("subscription_id", "version", name="projection_versions_pkey"),
+        CheckConstraint("version >= 1", name="projection_versions_version_positive"),
     )
 
     Table(
