@@ -163,6 +163,8 @@ async def test_the_command_line_shows_the_upcast_event(dsn: str) -> None:
     record = json.loads(result.stdout.splitlines()[0])
     assert record["event_version"] == 3 and record["stored_event_version"] == 1
     assert record["payload"] == {"subject": "old title 0", "priority": 3, "tags": []}
+    table = await run_cli("events", "--dsn", dsn)
+    assert "stored v1, read as v3" in table.stdout and "old title 0" in table.stdout
 
 
 async def test_a_renamed_type_joins_the_chain(dsn: str) -> None:

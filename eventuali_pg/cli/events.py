@@ -78,7 +78,17 @@ def _print_table(events: list[Event]) -> None:
             short_time(event.recorded_at),
             plain(f"{event.aggregate_type} {event.aggregate_id}"),
             str(event.aggregate_version),
-            plain(event.event_type),
+            plain(_type_and_version(event)),
             plain(payload_text(event, 60)),
         )
     console().print(table)
+
+
+def _type_and_version(event: Event) -> str:
+    """The event type, with ``(stored v1, read as v3)`` when upcasters brought it up to date."""
+    if event.stored_event_version != event.event_version:
+        return (
+            f"{event.event_type} (stored v{event.stored_event_version}, read as "
+            f"v{event.event_version})"
+        )
+    return event.event_type
