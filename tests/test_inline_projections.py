@@ -22,7 +22,7 @@ class HandlerRefused(Exception):
 
 
 class TickCounts(TransactionalProjection):
-    """Counts each aggregate's events; refuses aggregates whose id starts with "bad"."""
+    """Counts each aggregate's events; refuses aggregates whose id starts with "bad-"."""
 
     def __init__(self) -> None:
         self.saw_positions: set[int | None] = set()
@@ -33,7 +33,7 @@ class TickCounts(TransactionalProjection):
     async def handle_batch(self, events: Sequence[Event], connection: Any) -> None:
         for event in events:
             self.saw_positions.add(event.global_position)
-            if event.aggregate_id.startswith("bad"):
+            if event.aggregate_id.startswith("bad-"):  # never a generated uuid4 id
                 raise HandlerRefused(f"refused {event.aggregate_id}")
         await connection.executemany(
             "INSERT INTO inline_counts (aggregate_id, events) VALUES ($1, 1) "
