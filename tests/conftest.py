@@ -156,3 +156,18 @@ async def dsn(database_dsn: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     yield database_dsn
+
+
+@pytest.fixture
+async def scratch_schema(dsn: str) -> AsyncIterator[str]:
+    """The name of a store schema of the test's own (not created), dropped afterwards."""
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        finally:
+            await conn.close()
+

@@ -58,16 +58,8 @@ async def _sequence_position(dsn: str, schema: str) -> list[tuple[int, int]]:
 
 
 @pytest.fixture
-async def schema(dsn: str) -> AsyncIterator[str]:
-    name = f"mig_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        finally:
-            await conn.close()
+def schema(scratch_schema: str) -> str:
+    return scratch_schema
 
 
 def _expected_tables(schema: str) -> set[str]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -18,17 +16,9 @@ from eventuali_pg.store.revision import SCHEMA_REVISION, VERSION_TABLE
 
 
 @pytest.fixture
-async def schema(dsn: str) -> AsyncIterator[str]:
-    name = f"check_{uuid.uuid4().hex[:10]}"
-    await eventuali_pg.migrate(dsn, schema=name)
-    try:
-        yield name
-    finally:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f"DROP SCHEMA {name} CASCADE")
-        finally:
-            await conn.close()
+async def schema(dsn: str, scratch_schema: str) -> str:
+    await eventuali_pg.migrate(dsn, schema=scratch_schema)
+    return scratch_schema
 
 
 async def test_opening_a_current_store_does_not_import_alembic(dsn: str) -> None:

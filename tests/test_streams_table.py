@@ -3,9 +3,6 @@ optimistic-concurrency check of every append (issue 18 item 4)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 from helpers.streaming_domain import Ticker, tickers
@@ -15,16 +12,8 @@ from eventuali_pg import ConcurrencyError, EventStore
 
 
 @pytest.fixture
-async def schema(dsn: str) -> AsyncIterator[str]:
-    name = f"streams_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        finally:
-            await conn.close()
+def schema(scratch_schema: str) -> str:
+    return scratch_schema
 
 
 async def streams(dsn: str, schema: str) -> dict[str, tuple[str, int]]:

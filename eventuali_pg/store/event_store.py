@@ -258,8 +258,8 @@ class EventStore(UpstreamStoreMethods):
         return TransactionScope(self)
 
     def _committed_elsewhere(self, head: int, units: list[SaveUnit]) -> None:
-        """A store transaction committed ``units`` up to ``head``: take the snapshots they
-        call for, tell the commit listeners."""
+        """``units`` were committed up to ``head`` (by the writer or a store transaction): take
+        the snapshots they call for, tell the commit listeners."""
         self._snapshots.consider(units)
         for listener in list(self._commit_listeners):
             listener(head)
@@ -326,11 +326,8 @@ class EventStore(UpstreamStoreMethods):
         )
 
     def _group_done(self, result: AppendResult) -> None:
-        if result.head is None:
-            return
-        self._snapshots.consider(result.committed)
-        for listener in list(self._commit_listeners):
-            listener(result.head)
+        if result.head is not None:
+            self._committed_elsewhere(result.head, result.committed)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(head)`` after every append this store commits (synchronously, in
