@@ -60,6 +60,7 @@ class DsnTarget:
     host: str
     port: int
     database: str
+    user: str = ""
 
     def __str__(self) -> str:
         return f"host {self.host!r}, port {self.port}, database {self.database!r}"
@@ -76,7 +77,7 @@ def describe_dsn(dsn: str) -> DsnTarget:
         port = 5432
     user = unquote(parts.username or "") or query.get("user") or ""
     database = unquote(parts.path.lstrip("/")) or query.get("dbname") or user or "postgres"
-    return DsnTarget(host=host, port=port, database=database)
+    return DsnTarget(host=host, port=port, database=database, user=user)
 
 
 def sqlalchemy_url(dsn: str) -> str:

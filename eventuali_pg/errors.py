@@ -191,7 +191,27 @@ class ConnectionLimitError(DatabaseUnavailableError):
 
 
 class PermissionDeniedError(EventualiError, PermissionError):
-    """The database role lacks a privilege the operation needs."""
+    """The database role lacks a privilege the operation needs.
+
+    When PostgreSQL named the object, ``object_type`` (``"table"``, ``"schema"``, ...),
+    ``object_name`` and ``privileges`` (what the operation needs on it, e.g. ``("INSERT",)``)
+    say which; ``role`` is the role connected. The message names them and the grant to run.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        role: str | None = None,
+        privileges: tuple[str, ...] = (),
+        object_type: str | None = None,
+        object_name: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.role = role
+        self.privileges = privileges
+        self.object_type = object_type
+        self.object_name = object_name
 
 
 class StatementCancelledError(EventualiError):

@@ -23,9 +23,10 @@ from sqlalchemy.pool import NullPool
 
 from ._db import Connection as DbConnection
 from ._db.connector import connect
-from ._dsn import DSN_ENVIRONMENT_VARIABLES, resolve_dsn
+from ._db.errors import refused_privilege
+from ._dsn import DSN_ENVIRONMENT_VARIABLES, describe_dsn, resolve_dsn
 from ._identifiers import validate_identifier
-from .errors import ConfigurationError, SchemaNotReadyError
+from .errors import ConfigurationError, PermissionDeniedError, SchemaNotReadyError
 from .store.revision import oldest_compatible
 from .store.schema import DEFAULT_SCHEMA, VERSION_TABLE
 
@@ -322,8 +323,35 @@ async def upgrade_schema(
 
 
 async def _run(dsn: str | None, schema: str, action: Any, *, upgrade: bool) -> UpgradeResult:
+    resolved = resolve_dsn(dsn)
+    try:
+        return await _run_migrations(resolved, schema, action, upgrade=upgrade)
+    except Exception as exc:
+        refused = refused_privilege(exc)
+        if refused is None:
+            raise
+        raise _owner_only(refused, resolved, schema) from exc
+
+
+def _owner_only(refused: BaseException, dsn: str, schema: str) -> PermissionDeniedError:
+    """A migration refused for a missing privilege: migrations are the owner's."""
+    role = describe_dsn(dsn).user or None
+    who = f"role {role!r}" if role else "the connected role"
+    reason = str(refused).strip()
+    return PermissionDeniedError(
+        f"{who} may not migrate schema {schema!r} (PostgreSQL: {reason}): migrations run as "
+        "the schema's owner (the role that created it, or one allowed to CREATE in the "
+        "database), not as a writer or reader role. Run `eventuali-pg migrate` connected as "
+        "the owner, then `eventuali-pg grant --writer ROLE --reader ROLE` again",
+        role=role,
+    )
+
+
+async def _run_migrations(
+    dsn: str, schema: str, action: Any, *, upgrade: bool
+) -> UpgradeResult:
     config = alembic_config(schema)
-    engine = create_engine_for(resolve_dsn(dsn))
+    engine = create_engine_for(dsn)
 
     def run(connection: Connection) -> None:
         config.attributes["connection"] = connection

@@ -74,7 +74,7 @@ async def test_a_connection_limit_is_named(dsn: str, role: object) -> None:
 async def test_a_missing_privilege_is_named(dsn: str, role: object) -> None:
     admin, name = role  # type: ignore[misc]
     await admin.execute(f"CREATE ROLE {name} LOGIN")
-    with pytest.raises(PermissionDeniedError, match="lacks a privilege"):
+    with pytest.raises(PermissionDeniedError, match="lacks USAGE on schema eventuali"):
         await EventStore.create(as_role(dsn, name))
 
 

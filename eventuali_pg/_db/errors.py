@@ -28,10 +28,10 @@ from ..errors import (
     DatabaseUnavailableError,
     EventualiError,
     InvalidInputError,
-    PermissionDeniedError,
     StatementCancelledError,
     StatementRefusedError,
 )
+from .denials import describe_denial
 
 _LOST = (
     OSError,
@@ -115,9 +115,8 @@ def translate(exc: BaseException, dsn: str, *, writing: bool = False) -> Eventua
             "are right"
         )
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
-        return PermissionDeniedError(
-            f"the database role lacks a privilege on {target}: {reason}. Grant it to the "
-            "role, or connect as a role that has it"
+        return describe_denial(
+            reason, dsn, writing=writing, hint=str(getattr(exc, "hint", "") or "")
         )
     if isinstance(exc, _BAD_VALUE):
         return InvalidInputError(
@@ -141,3 +140,30 @@ def database_errors(dsn: str, *, writing: bool = False) -> Iterator[None]:
         if translated is None:
             raise
         raise translated from exc
+
+
+@contextlib.contextmanager
+def privilege_errors(dsn: str, *, writing: bool = True) -> Iterator[None]:
+    """Raise a privilege the server refused inside the block as :class:`PermissionDeniedError`
+    (naming the privilege and the grant to run); every other error passes unchanged."""
+    try:
+        yield
+    except asyncpg.InsufficientPrivilegeError as exc:
+        translated = translate(exc, dsn, writing=writing)
+        assert translated is not None
+        raise translated from exc
+
+
+def refused_privilege(exc: BaseException) -> BaseException | None:
+    """The driver's refused-privilege error inside ``exc`` (its cause chain, or a SQLAlchemy
+    error's ``orig``), None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.InsufficientPrivilegeError):
+            found: BaseException = current
+            return found
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None

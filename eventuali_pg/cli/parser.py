@@ -36,6 +36,7 @@ Command line of eventuali-pg, an asyncio event store on PostgreSQL.
 
 commands:
   migrate       create or upgrade the event store schema (alembic), print its SQL or version
+  grant         give existing roles least privileges: a writer and/or a reader (as the owner)
   demo          the product in one minute: writers, filtered live subscribers, a summary
   tail          follow new events live, like `tail -f`
   status        head position, write rate, subscription lag, connected listeners
@@ -200,6 +201,7 @@ def build_parser() -> _Parser:
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     database = _database_options()
     _add_migrate(commands, database)
+    _add_grant(commands, database)
     _add_demo(commands, database)
     _add_tail(commands, database)
     _add_status(commands, database)
@@ -241,6 +243,31 @@ def _add_migrate(commands: _Commands, database: _Parser) -> None:
         "--sql", action="store_true", help="print the SQL of the upgrade instead of running it"
     )
     parser.add_argument("--json", action="store_true", help="with `current`: print JSON")
+
+
+def _add_grant(commands: _Commands, database: _Parser) -> None:
+    parser = _add_command(
+        commands,
+        "grant",
+        summary="give existing roles least privileges: --writer ROLE and/or --reader ROLE",
+        description=(
+            "Connected as the schema's owner (who runs the migrations), grant existing roles\n"
+            "what they need on every object of the schema, and no more: the writer appends,\n"
+            "reads, streams and runs projections (checkpoints, dead letters); the reader reads\n"
+            "and streams. Neither can change past events or create objects. Run it again after\n"
+            "every `migrate`: it covers the objects that exist when it runs."
+        ),
+        epilog=_examples(
+            "eventuali-pg grant --writer app_writer --reader app_reader "
+            "--dsn postgresql://owner@db/app",
+            "eventuali-pg grant --reader reporting --schema events --json",
+        ),
+        handler="grant:run",
+        parents=[database],
+    )
+    parser.add_argument("--writer", metavar="ROLE", type=_non_empty, default=None)
+    parser.add_argument("--reader", metavar="ROLE", type=_non_empty, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_demo(commands: _Commands, database: _Parser) -> None:

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .._db import close_or_terminate
+from .._db import close_or_terminate, privilege_errors
 from ..errors import CheckpointError, StoreClosedError
 
 if TYPE_CHECKING:
@@ -90,8 +90,10 @@ async def own_connection(store: EventStore) -> AsyncIterator[Any]:
 async def using(store: EventStore, connection: Any) -> AsyncIterator[Any]:
     """``connection`` when the caller passed one (its transaction), else one borrowed from
     ``store`` for the block."""
-    if connection is not None:
-        yield connection
-    else:
-        async with store.connection() as conn:
-            yield conn
+    # A refused privilege (a reader role moving a checkpoint) is named, with the grant to run.
+    with privilege_errors(store.dsn):
+        if connection is not None:
+            yield connection
+        else:
+            async with store.connection() as conn:
+                yield conn

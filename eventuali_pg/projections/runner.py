@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .._tasks import cancel_and_wait, run_together
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
+from ..roles.check import require_writer
 from ..stream.backoff import Backoff
 from ..stream.receiver import EventStreamReceiver
 from ..stream.stream_event import StreamEvent
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eventuali_pg.projections")
 
 Mode = Literal["exactly_once", "at_least_once"]
+
+#: The tables a runner writes (it checks it may before it starts).
+RUNNER_TABLES = ("checkpoints", "dead_letters", "projection_versions")
 
 #: How often an idle filtered runner looks how far its receiver has examined the stream (in
 #: memory; the receiver does not signal events its filters skip).
@@ -272,6 +276,16 @@ class ProjectionRunner(EventHandling):
         """Start processing in the background (from the stored checkpoint, 0 if none)."""
         if self._task is not None:
             raise ConfigurationError(f"projection runner {self._subscription_id!r} is running")
+        # A role that may not write checkpoints fails here, naming the privilege, rather than
+        # in a background session that would retry forever.
+        async with self._store.connection() as conn:
+            await require_writer(
+                conn,
+                self._store.schema,
+                RUNNER_TABLES,
+                dsn=self._store.dsn,
+                action=f"running projection {self._checkpoint_id!r}",
+            )
         streamer = EventStreamer(capacity=self._capacity)
         await self._store.attach_streamer(streamer)
         self._streamer = streamer

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError, InvalidInputError
+from ._db import using
 from .checkpoints import check_subscription_id
 from .sql import projection_sql
 
@@ -60,7 +61,7 @@ async def register(store: EventStore, subscription_id: str, version: int, checkp
     a checkpoint already stored (deployed before versions were recorded) replays nothing."""
     sql = projection_sql(store.schema)
     head = await store.get_global_position()  # before borrowing: never hold one, await another
-    async with store.connection() as conn:
+    async with using(store, None) as conn:
         row = await conn.fetchrow(
             sql.version_register, subscription_id, version, checkpoint if checkpoint else head
         )
@@ -72,7 +73,7 @@ async def restart_replay(store: EventStore, subscription_id: str, version: int) 
     """After a reset: events up to the current head are a replay again."""
     sql = projection_sql(store.schema)
     head = await store.get_global_position()
-    async with store.connection() as conn:
+    async with using(store, None) as conn:
         await conn.execute(sql.version_replay_from, subscription_id, version, head)
 
 
@@ -81,7 +82,7 @@ async def versions(
 ) -> list[ProjectionVersion]:
     """Every recorded version (of ``subscription_id``, or of all), with its lowest checkpoint."""
     sql = projection_sql(store.schema)
-    async with store.connection() as conn:
+    async with using(store, None) as conn:
         rows = await conn.fetch(sql.version_list, subscription_id)
     return [
         ProjectionVersion(
@@ -124,7 +125,7 @@ async def activate(
             "(runner.wait_for_checkpoint(...)), or pass force=True"
         )
     sql = projection_sql(store.schema)
-    async with store.connection() as conn, conn.transaction():
+    async with using(store, None) as conn, conn.transaction():
         await conn.execute(sql.version_activate, subscription_id, version)
 
 
@@ -141,7 +142,7 @@ async def retire(store: EventStore, subscription_id: str, version: int) -> None:
         )
     name = versioned_id(subscription_id, version)
     sql = projection_sql(store.schema)
-    async with store.connection() as conn, conn.transaction():
+    async with using(store, None) as conn, conn.transaction():
         await conn.execute(sql.version_retire_checkpoints, name, f"{name}#%")
         await conn.execute(sql.dead_letter_delete_all, name)
         await conn.execute(sql.version_delete, subscription_id, version)
