@@ -9,7 +9,7 @@ import sys
 from helpers.cli_run import assert_one_clean_error_line, run_cli, run_cli_process
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
-COMMANDS = ("migrate", "demo", "tail", "status", "events", "server")
+COMMANDS = ("migrate", "grant", "demo", "tail", "status", "events", "server")
 
 BAD_USAGE = [
     ((), ["choose a command"]),

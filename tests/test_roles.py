@@ -10,7 +10,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 from helpers.domain import BankAccount
-from helpers.roles import Roles, made_roles
+from helpers.roles import Roles, as_role, made_roles
 from helpers.streaming_domain import Collector, cancel_leftover_collectors
 
 import eventuali_pg
@@ -369,3 +369,37 @@ async def test_a_non_default_schema(dsn: str, scratch_schema: str) -> None:
             await EventStore.create(roles.writer_dsn)
 
 
+
+
+async def test_the_production_setup_an_owner_that_is_no_superuser(
+    dsn: str, scratch_schema: str
+) -> None:
+    owner = f"test_owner_{scratch_schema.removeprefix('scratch_')}"
+    admin = await asyncpg.connect(dsn)
+    database = await admin.fetchval("SELECT current_database()")
+    await admin.execute(f"CREATE ROLE {owner} LOGIN")
+    await admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO {owner}')
+    owner_dsn = as_role(dsn, owner)
+    try:
+        await eventuali_pg.migrate(owner_dsn, schema=scratch_schema)
+        async with made_roles(dsn, grant=False) as roles:
+            with pytest.raises(PermissionDeniedError, match="granting is the owner's work"):
+                await grant_roles(roles.writer_dsn, writer=roles.reader, schema=scratch_schema)
+            report = await grant_roles(
+                owner_dsn, writer=roles.writer, reader=roles.reader, schema=scratch_schema
+            )
+            assert {g.object_name for g in report.grants if g.object_type == "table"} == {
+                f"{scratch_schema}.{t}" for t in await table_names(dsn, scratch_schema)
+            }
+            async with await EventStore.create(roles.writer_dsn, schema=scratch_schema) as store:
+                await open_accounts(store, "ann")
+                async with ProjectionRunner(store, Recorder(), subscription_id="p") as runner:
+                    await runner.wait_for_checkpoint(2, WAIT)
+            async with await EventStore.create(roles.reader_dsn, schema=scratch_schema) as store:
+                assert await store.load(BankAccount, "acc-ann") is not None
+            with pytest.raises(ConfigurationError, match="owns the tables"):
+                await grant_roles(owner_dsn, reader=owner, schema=scratch_schema)
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {scratch_schema} CASCADE")
+        await admin.execute(f"DROP OWNED BY {owner}; DROP ROLE {owner}")
+        await admin.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from .._db import Connection, database_errors
 from .._db.connector import connect
 from .._identifiers import validate_identifier
-from ..errors import ConfigurationError, SchemaNotReadyError
+from ..errors import ConfigurationError, PermissionDeniedError, SchemaNotReadyError
 from ..store.sql import DEFAULT_SCHEMA
 from .policy import (
     DATABASE_PRIVILEGES,
@@ -92,7 +92,9 @@ async def grant_roles(
     superuser. Run it again after every migration: it covers the objects that exist now.
     Raises :class:`ConfigurationError` for a missing role, the same role twice, or a role that
     owns the schema's tables or is a superuser (privileges would not bind it), and
-    :class:`SchemaNotReadyError` when the schema was never migrated.
+    :class:`SchemaNotReadyError` when the schema was never migrated, and
+    :class:`PermissionDeniedError` when the connected role is neither the tables' owner (nor a
+    member of it) nor a superuser.
     """
     if writer is None and reader is None:
         raise ConfigurationError("grant_roles needs a writer role, a reader role, or both")
@@ -141,6 +143,19 @@ async def _check(connection: Connection, schema: str, roles: list[tuple[RoleKind
             f"the event store schema {schema!r} does not exist in this database: run "
             f"`eventuali-pg migrate --schema {schema}` as the owner first, then grant"
         )
+    if not await connection.fetchval(
+        "SELECT rolsuper OR pg_has_role(current_user, $1::regrole, 'MEMBER') FROM pg_roles "
+        "WHERE rolname = current_user",
+        owner,
+    ):
+        user = await connection.fetchval("SELECT current_user")
+        raise PermissionDeniedError(
+            f"role {user!r} does not own the tables of schema {schema!r} (their owner is "
+            f"{owner}): granting is the owner's work (PostgreSQL would skip, with a mere "
+            "warning, what this role may not grant). Connect as the owner, who runs the "
+            "migrations, or a superuser",
+            role=str(user),
+        )
     for kind, role in roles:
         row = await connection.fetchrow(
             "SELECT r.rolsuper, pg_has_role(r.oid, (SELECT relowner FROM pg_class "
@@ -174,15 +189,25 @@ async def _apply(
     grants: list[Grant] = []
     for kind, role in roles:
         name = quote_identifier(role)
-        await connection.execute(
-            f"GRANT {_list(DATABASE_PRIVILEGES, kind)} ON DATABASE {quote_identifier(database)} "
-            f"TO {name}"
+        connect = _list(DATABASE_PRIVILEGES, kind)
+        # Only the database's owner (or a role with the grant option) can grant CONNECT; the
+        # schema's owner often is not, and PUBLIC holds CONNECT by default: then it is left.
+        if await connection.fetchval(
+            "SELECT has_database_privilege(current_database(), $1)", f"{connect} WITH GRANT OPTION"
+        ):
+            await connection.execute(
+                f"GRANT {connect} ON DATABASE {quote_identifier(database)} TO {name}"
+            )
+        held = await connection.fetchval(
+            "SELECT has_database_privilege($1, current_database(), $2)", role, connect
         )
         await connection.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {name}")
         await connection.execute(
             f"GRANT {_list(SCHEMA_PRIVILEGES, kind)} ON SCHEMA {schema} TO {name}"
         )
-        grants.append(Grant(role, kind, "database", database, DATABASE_PRIVILEGES.of(kind)))
+        grants.append(
+            Grant(role, kind, "database", database, DATABASE_PRIVILEGES.of(kind) if held else ())
+        )
         grants.append(Grant(role, kind, "schema", schema, SCHEMA_PRIVILEGES.of(kind)))
         for row in objects:
             object_type, qualified = str(row["kind"]), str(row["qualified"])
