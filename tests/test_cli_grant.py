@@ -61,7 +61,9 @@ async def test_grant_needs_a_role_and_the_owner(dsn: str, ungranted: Roles) -> N
     assert_one_clean_error_line(as_writer.stderr, "granting is the owner's work")
 
 
-async def test_status_and_tail_work_as_the_writer_and_the_reader(dsn: str) -> None:
+async def test_status_tail_events_and_dead_letters_work_as_the_writer_and_the_reader(
+    dsn: str,
+) -> None:
     async with made_roles(dsn) as roles:
         await write_accounts(roles.writer_dsn, ["ann"], deposits=1)  # positions 1, 2
         async with await EventStore.create(roles.writer_dsn) as store:
@@ -78,6 +80,11 @@ async def test_status_and_tail_work_as_the_writer_and_the_reader(dsn: str) -> No
                                     "--limit", "2")
             assert history.returncode == 0, history.stderr
             assert [row["global_position"] for row in history.json_lines()] == [1, 2]
+            events = await run_cli("events", "--dsn", role_dsn, "--json")
+            assert events.returncode == 0, events.stderr
+            assert len(events.json_lines()) == 2
+            letters = await run_cli("dead-letters", "list", "--dsn", role_dsn, "--json")
+            assert letters.returncode == 0, letters.stderr
 
 
 async def test_tail_follows_live_events_as_the_reader(dsn: str) -> None:
