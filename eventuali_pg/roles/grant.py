@@ -33,10 +33,6 @@ __all__ = ["Grant", "GrantReport", "grant_roles"]
 
 RoleKind = Literal["writer", "reader"]
 
-#: Taken for the transaction, like a migration (the same key): a grant never interleaves with
-#: a migration adding tables.
-_LOCK_KEY = 0x6576_656E_7475_616C
-
 _OBJECTS = """
 SELECT c.relname AS name, CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END AS kind,
        format('%I.%I', n.nspname, c.relname) AS qualified
@@ -118,11 +114,15 @@ async def grant_roles(
         roles.append(("writer", writer))
     if reader is not None:
         roles.append(("reader", reader))
+    # The migrations' lock, for the transaction: a grant never interleaves with a migration
+    # adding tables (alembic is imported with it; granting is an administrator's step).
+    from ..migration import MIGRATION_LOCK_KEY
+
     connection = await connect(dsn)
     try:
         with database_errors(dsn, writing=True):
             async with connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
                 await _check(connection, schema, roles)
                 database = str(await connection.fetchval("SELECT current_database()"))
                 grants = await _apply(connection, schema, database, roles)
