@@ -313,14 +313,20 @@ async def test_the_reader_cannot_save_and_is_told_which_privilege_and_grant(
         assert await reader.get_global_position() == 0
 
 
-async def test_the_reader_cannot_move_checkpoints_or_run_projections(
+async def test_the_reader_cannot_move_checkpoints_handle_dead_letters_or_run_projections(
     dsn: str, roles: Roles
 ) -> None:
+    async with await EventStore.create(roles.writer_dsn) as writer:
+        await open_accounts(writer, "ann")
     async with await EventStore.create(roles.reader_dsn) as reader:
         with pytest.raises(PermissionDeniedError, match="on table checkpoints") as raised:
             await CheckpointStore(reader).advance("by-reader", 1)
         assert "INSERT" in raised.value.privileges
         assert f"grant --writer {roles.reader}" in str(raised.value)
+        with pytest.raises(PermissionDeniedError, match="on table dead_letters"):
+            await DeadLetterQueue(reader).retry("by-writer", 1, Recorder())
+        with pytest.raises(PermissionDeniedError, match="on table dead_letters"):
+            await DeadLetterQueue(reader).discard("by-writer", 1)
         runner = ProjectionRunner(reader, Recorder(), subscription_id="by-reader")
         with pytest.raises(PermissionDeniedError) as raised:
             await runner.start()

@@ -81,7 +81,8 @@ async def own_connection(store: EventStore) -> AsyncIterator[Any]:
     """:func:`open_connection` for the block, closed when it ends."""
     connection = await open_connection(store)
     try:
-        yield connection
+        with privilege_errors(store.dsn):
+            yield connection
     finally:
         await close_connection(connection)
 
