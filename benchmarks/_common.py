@@ -28,6 +28,8 @@ MAINTENANCE = {"eventuali_pg.maintenance": "on"}
 async def admin_connect(dsn: str) -> asyncpg.Connection:
     """A connection of the tables' owner allowed to rewrite history (to reset between runs)."""
     return await asyncpg.connect(dsn, server_settings=MAINTENANCE)
+
+
 LABEL = "benchmark event payload 0123456789"
 
 #: Columns of the events table, in the order of :func:`event_rows`.
@@ -81,6 +83,7 @@ class Settings:
     single_saves: int  # saves of 1 event by one writer (also the INSERT-per-event floor)
     ten_saves: int  # saves of 10 events
     hundred_saves: int  # saves of 100 events (and the COPY ceiling: the same row count)
+    thousand_saves: int  # saves of 1000 events (and its COPY ceiling)
     concurrent_tasks: int
     concurrent_saves_per_task: int
     pool_max_size: int
@@ -101,6 +104,7 @@ class Settings:
                 single_saves=200,
                 ten_saves=100,
                 hundred_saves=20,
+                thousand_saves=4,
                 concurrent_tasks=64,
                 concurrent_saves_per_task=4,
                 pool_max_size=64,
@@ -118,6 +122,7 @@ class Settings:
             single_saves=2000,
             ten_saves=1000,
             hundred_saves=300,
+            thousand_saves=60,
             concurrent_tasks=64,
             concurrent_saves_per_task=40,
             pool_max_size=64,

@@ -1,6 +1,6 @@
 """Append throughput: EventStore.save by one writer and by 64 tasks, against COPY and INSERT.
 
-Every save writes a new aggregate holding k events (k = 1, 10, 100), built before the clock
+Every save writes a new aggregate holding k events (k = 1, 10, 100, 1000), built before the clock
 starts, so the figures are the store's cost (encoding, the append statement, the commit) and not
 the cost of constructing pydantic events. The table is emptied before each workload.
 """
@@ -31,6 +31,8 @@ from ._report import Results
 SINGLE = "append.1"
 TEN = "append.10"
 HUNDRED = "append.100"
+THOUSAND = "append.1000"
+COPY_THOUSAND = "append.copy_1000"
 CONCURRENT = "append.concurrent"
 COPY = "append.copy"
 TRANSACTION = "append.transaction"
@@ -45,6 +47,7 @@ async def run(dsn: str, settings: Settings, results: Results) -> None:
             (SINGLE, 1, settings.single_saves),
             (TEN, 10, settings.ten_saves),
             (HUNDRED, 100, settings.hundred_saves),
+            (THOUSAND, 1000, settings.thousand_saves),
         ):
             await reset_events(admin)
             value = await single_writer(dsn, per_save, saves)
@@ -76,6 +79,12 @@ async def run(dsn: str, settings: Settings, results: Results) -> None:
         await reset_events(admin)
         value = await copy_ceiling(admin, settings.hundred_saves * 100)
         results.record(COPY, "raw COPY of the same rows (one COPY)", "events/s", value)
+
+        await reset_events(admin)
+        value = await copy_ceiling(admin, settings.thousand_saves * 1000, per_aggregate=1000)
+        results.record(
+            COPY_THOUSAND, "raw COPY of the same rows, 1000 per aggregate", "events/s", value
+        )
 
         await reset_events(admin)
         value = await insert_floor(admin, settings.single_saves)
@@ -145,9 +154,9 @@ async def concurrent_writers(dsn: str, tasks: int, saves_per_task: int, pool_siz
     return rate(tasks * saves_per_task, sw.seconds)
 
 
-async def copy_ceiling(conn: asyncpg.Connection, count: int) -> float:
+async def copy_ceiling(conn: asyncpg.Connection, count: int, per_aggregate: int = 100) -> float:
     """Rows/s of one binary COPY of ``count`` pre-built rows (global_position supplied)."""
-    rows = list(event_rows(0, count, events_per_aggregate=100))
+    rows = list(event_rows(0, count, events_per_aggregate=per_aggregate))
     with Stopwatch() as sw:
         await copy_rows(conn, rows)
     return rate(count, sw.seconds)

@@ -39,6 +39,7 @@ from ._report import Results
 
 LIVE = "delivery.live"
 LIVE_SERVER = "delivery.live_server_writer"
+LIVE_RAW = "delivery.raw_decode"
 WRITER = "delivery.writer"
 REPLAY = "replay.ours"
 RAW_DECODE = "replay.raw_decode"
@@ -104,6 +105,12 @@ async def run_live(dsn: str, settings: Settings, results: Results) -> None:
         f"live delivery, 1 subscriber ({count:,} committed at once)",
         "events/s",
         await live_server_writer(dsn, count, count),
+    )
+    results.record(
+        LIVE_RAW,
+        f"raw asyncpg fetch + decode of the same {count:,} rows",
+        "events/s",
+        await raw_replay(dsn, count, build=True),
     )
     results.note(
         f"Live delivery ({count:,} committed at once): the same rows appended again "

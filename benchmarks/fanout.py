@@ -5,6 +5,10 @@ for pre-built events in bursts of 500, then yields to the loop until every consu
 within one burst of the head (so no receiver overflows; publishing itself never waits). Each
 consumer task iterates its receiver with ``async for`` and counts. Deliveries/s = events x
 receivers / time from the first publish to the last receipt.
+
+Reference (``QUEUE``): a bare ``asyncio.Queue`` (maxsize 1000), one producer and one consumer,
+the same pre-built items, the same bursts and the same yielding rule: the floor that any
+in-process fan-out built on asyncio pays per delivery.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ._common import LABEL, BenchEvent, Settings, Stopwatch, rate
 from ._report import Results
 
 BURST = 500
+QUEUE = "fanout.queue"
 
 
 def key(receivers: int) -> str:
@@ -29,6 +34,13 @@ async def run(dsn: str, settings: Settings, results: Results) -> None:
         results.record(
             key(receivers), f"in-memory fan-out to {receivers} receiver(s)", "deliveries/s", value
         )
+    reference_events = max(settings.fanout_events.values())
+    results.record(
+        QUEUE,
+        "bare asyncio.Queue, 1 producer, 1 consumer (same items, same bursts)",
+        "deliveries/s",
+        await measure_queue(reference_events),
+    )
     results.note(
         f"Fan-out: capacity 1000, bursts of {BURST} publish_event calls, then the publisher "
         "yields until every consumer is within one burst; 16 pre-built events reused."
@@ -71,3 +83,30 @@ async def measure(receivers: int, events: int) -> float:
     for receiver in subscribed:
         await receiver.close()
     return rate(events * receivers, sw.seconds)
+
+
+async def measure_queue(events: int) -> float:
+    """The reference: the same bursts through one bare ``asyncio.Queue`` to one consumer."""
+    queue: asyncio.Queue[BenchEvent] = asyncio.Queue(maxsize=1000)
+    pool = [BenchEvent(aggregate_id=f"agg-{i}", amount=i, label=LABEL) for i in range(16)]
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        while received < events:
+            await queue.get()
+            received += 1
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    with Stopwatch() as sw:
+        position = 0
+        while position < events:
+            for _ in range(min(BURST, events - position)):
+                position += 1
+                queue.put_nowait(pool[position % 16])
+            while received < position - BURST:  # noqa: ASYNC110 (yield to the consumer)
+                await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        await task
+    return rate(events, sw.seconds)

@@ -4,7 +4,12 @@ One writer saves one event every 1/rate seconds (absolute schedule, so a slow sa
 shift later ones). Primary method: ``perf_counter()`` taken just before ``save()``, kept by
 aggregate id, subtracted from ``perf_counter()`` when a subscriber receives the event; this
 includes the save's own commit. Second method (``ts``): wall clock at receipt minus the event's
-own ``timestamp`` (set when the event object is built, right before ``save()``).
+own ``timestamp`` (set when the event object is built, right before ``save()``). Third
+(``commit``): receipt minus the moment ``save()`` returned, i.e. what the feed adds after the
+commit is acknowledged (negative when a subscriber got the event before the saving task resumed).
+
+Reference (``INSERT_P50``): one connection, one prepared ``INSERT`` of the same row into the same
+table + autocommit, at the same steady rate, p50 of each call: the disk-flush floor of a save.
 """
 
 from __future__ import annotations
@@ -15,8 +20,20 @@ import time
 
 from eventuali_pg import EventStore, EventStreamer, EventStreamReceiver, Subscription
 
-from ._common import LABEL, BenchAggregate, BenchEvent, Settings, admin_connect, reset_events
+from ._common import (
+    COLUMNS,
+    LABEL,
+    SCHEMA,
+    BenchAggregate,
+    BenchEvent,
+    Settings,
+    admin_connect,
+    event_rows,
+    reset_events,
+)
 from ._report import Results
+
+INSERT_P50 = "latency.insert_p50"
 
 
 def key(subscribers: int, what: str, method: str = "") -> str:
@@ -35,6 +52,12 @@ def percentile(values: list[float], q: float) -> float:
 async def run(dsn: str, settings: Settings, results: Results) -> None:
     for subscribers in (1, 10):
         await measure(dsn, settings, results, subscribers)
+    results.record(
+        INSERT_P50,
+        "bare one-row INSERT + COMMIT at the same rate, p50",
+        "ms",
+        await insert_reference(dsn, settings),
+    )
     results.note(
         f"Latency: one writer at {settings.latency_rate:.0f} events/s for "
         f"{settings.latency_seconds:.0f} s, one event per save; measured from just before save() "
@@ -53,6 +76,8 @@ async def measure(dsn: str, settings: Settings, results: Results, subscribers: i
     streamer = EventStreamer(capacity=1000)
     store = await EventStore.create(dsn, streamer=streamer, pool_min_size=2, pool_max_size=4)
     sent: dict[str, float] = {}
+    returned: dict[str, float] = {}
+    first_receipt: dict[str, float] = {}
     latencies: list[float] = []
     by_timestamp: list[float] = []
     save_times: list[float] = []
@@ -64,6 +89,7 @@ async def measure(dsn: str, settings: Settings, results: Results, subscribers: i
             wall = time.time()
             started = sent.get(item.event.aggregate_id)
             if started is not None:
+                first_receipt.setdefault(item.event.aggregate_id, now)
                 latencies.append(now - started)
                 by_timestamp.append(wall - item.event.timestamp.timestamp())
                 received += 1
@@ -85,13 +111,16 @@ async def measure(dsn: str, settings: Settings, results: Results, subscribers: i
             t0 = time.perf_counter()
             sent[aggregate.id] = t0
             await store.save(aggregate)
-            save_times.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            returned[aggregate.id] = t1
+            save_times.append(t1 - t0)
         writing = time.perf_counter() - begin
         async with asyncio.timeout(30):
             await asyncio.gather(*consumers)
     finally:
         await store.close()
     ms = [x * 1000 for x in latencies]
+    after_commit = [(first_receipt[a] - returned[a]) * 1000 for a in returned if a in first_receipt]
     ts_ms = [x * 1000 for x in by_timestamp]
     label = f"latency, {subscribers} subscriber(s)"
     results.record(key(subscribers, "p50"), f"{label}: p50", "ms", percentile(ms, 50))
@@ -110,6 +139,18 @@ async def measure(dsn: str, settings: Settings, results: Results, subscribers: i
         percentile(ts_ms, 99),
     )
     results.record(
+        key(subscribers, "p50", "commit"),
+        f"{label}: receipt minus commit, p50",
+        "ms",
+        percentile(after_commit, 50),
+    )
+    results.record(
+        key(subscribers, "p99", "commit"),
+        f"{label}: receipt minus commit, p99",
+        "ms",
+        percentile(after_commit, 99),
+    )
+    results.record(
         key(subscribers, "save_p50"),
         f"{label}: save() alone, p50",
         "ms",
@@ -118,6 +159,34 @@ async def measure(dsn: str, settings: Settings, results: Results, subscribers: i
     results.record(
         key(subscribers, "rate"), f"{label}: achieved write rate", "events/s", count / writing
     )
+
+
+async def insert_reference(dsn: str, settings: Settings) -> float:
+    """p50 ms of one prepared one-row INSERT + autocommit into the events table, at the rate."""
+    count = int(settings.latency_seconds * settings.latency_rate)
+    conn = await admin_connect(dsn)
+    try:
+        await reset_events(conn)
+        rows = list(event_rows(0, count + 1))
+        placeholders = ", ".join(f"${i + 1}" for i in range(len(COLUMNS)))
+        statement = await conn.prepare(
+            f"INSERT INTO {SCHEMA}.events ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+        )
+        await statement.fetch(*rows[-1])  # warm up
+        interval = 1 / settings.latency_rate
+        times: list[float] = []
+        begin = time.perf_counter()
+        for i, row in enumerate(rows[:-1]):
+            delay = begin + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t0 = time.perf_counter()
+            await statement.fetch(*row)
+            times.append((time.perf_counter() - t0) * 1000)
+        await reset_events(conn)  # the rows went in without advancing the sequence
+    finally:
+        await conn.close()
+    return percentile(times, 50)
 
 
 def _one() -> BenchAggregate:
