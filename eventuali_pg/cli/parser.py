@@ -18,7 +18,8 @@ exit codes:
   0    success
   1    error: database unreachable, schema missing, any eventuali-pg error (one line on stderr)
   2    bad usage: unknown command or option, invalid value
-  3    check failed: `demo` found a subscriber that did not receive exactly what it should;
+  3    check failed: `status --check` found the store unhealthy; `demo` found a subscriber
+       that did not receive exactly what it should;
        `server status` / `server url` when the embedded server is not running;
        `dead-letters show/discard/retry` when no such event is parked, `retry` when the
        handler failed again
@@ -97,6 +98,16 @@ def _position(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"a global position is at most {MAX_POSITION} (a PostgreSQL bigint), got {value}"
         )
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_COUNT}, got {value}")
     return value
 
 
@@ -354,11 +365,28 @@ def _add_status(commands: _Commands, database: _Parser) -> None:
             "schema has a dead-letter table, and the eventuali-pg connections to the database\n"
             "(LISTEN connections counted apart when they identify themselves)."
         ),
-        epilog=_examples("eventuali-pg status", "eventuali-pg status --json | jq .head"),
+        epilog=_examples(
+            "eventuali-pg status",
+            "eventuali-pg status --json | jq .head",
+            "eventuali-pg status --check --max-lag 1000   # a container probe: exit 3 if unhealthy",
+        ),
         handler="status:run",
         parents=[database],
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="also open a store with a LISTEN connection and check its health; exit 3 if "
+        "unhealthy (1 if the database is unreachable)",
+    )
+    parser.add_argument(
+        "--max-lag",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="with --check: a subscription more than N events behind the head is unhealthy",
+    )
 
 
 def _add_events(commands: _Commands, database: _Parser) -> None:
