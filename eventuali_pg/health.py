@@ -105,8 +105,11 @@ class HealthReport:
             "published_position": self.published_position,
             "feed_behind": self.feed_behind,
             "oldest_lag": (
-                {"subscription_id": lag.subscription_id, "checkpoint": lag.checkpoint,
-                 "lag": lag.lag}
+                {
+                    "subscription_id": lag.subscription_id,
+                    "checkpoint": lag.checkpoint,
+                    "lag": lag.lag,
+                }
                 if lag is not None
                 else None
             ),
@@ -126,8 +129,10 @@ def _check_limits(max_lag: int | None, max_usage: float, timeout: float) -> None
         isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 0
     ):
         raise InvalidInputError(f"max_lag must be an integer >= 0 or None, got {max_lag!r}")
-    if isinstance(max_usage, bool) or not isinstance(max_usage, (int, float)) or not (
-        0 < max_usage <= 1
+    if (
+        isinstance(max_usage, bool)
+        or not isinstance(max_usage, (int, float))
+        or not (0 < max_usage <= 1)
     ):
         raise InvalidInputError(
             f"max_notification_queue_usage must be a fraction in (0, 1], got {max_usage!r}"
