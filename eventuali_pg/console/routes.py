@@ -113,12 +113,13 @@ async def dashboard(request: Request) -> Response:
         health=health,
         chart=_chart(buckets),
         views=sorted(views, key=lambda v: -v.lag)[:5],
+        refresh=int_param(request, "refresh", 10, 0, 3600),
     )
 
 
 def _chart(buckets: list[data.RateBucket]) -> dict[str, Any]:
-    """Bar geometry of the write-rate chart (an inline SVG, 600 x 140)."""
-    width, height, top = 600, 120, 10
+    """Bar geometry of the write-rate chart (an inline SVG, 1100 x 130)."""
+    width, height, top = 1100, 110, 14
     peak = max((b.per_second for b in buckets), default=0.0)
     scale = max(peak, 1.0)
     slot = width / len(buckets)
@@ -143,6 +144,7 @@ def _chart(buckets: list[data.RateBucket]) -> dict[str, Any]:
         "minutes": minutes,
         "width": width,
         "height": height,
+        "top": top,
     }
 
 
