@@ -151,8 +151,9 @@ async def test_live_tail_survives_a_cut_connection(dsn: str, browser: Any) -> No
         second = await write_notes(store, "tail-2", [f"b{i}" for i in range(5)])
         await _wait(
             browser,
-            lambda d: _dataset(d, "last") == str(second[-1])
-            and int(_dataset(d, "connections") or 0) >= 2,
+            lambda d: (
+                _dataset(d, "last") == str(second[-1]) and int(_dataset(d, "connections") or 0) >= 2
+            ),
         )
 
         await _in_thread(lambda: _css(browser, "#pause")[0].click())
@@ -168,6 +169,7 @@ async def test_live_tail_survives_a_cut_connection(dsn: str, browser: Any) -> No
         assert json.loads(texts[len(first) - 1]) == {"text": SCRIPT}
         assert browser.execute_script("return window.__pwned === undefined")
         assert proxy.cuts == 1
+    assert "Traceback" not in server.text, server.text
 
 
 async def test_dead_letter_retried_from_the_page(dsn: str, browser: Any) -> None:

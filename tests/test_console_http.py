@@ -17,7 +17,12 @@ from test_health import _execute, connections_refused
 
 from eventuali_pg import EventStore
 from eventuali_pg.console import is_loopback
-from eventuali_pg.projections import DeadLetterQueue, Projection, ProjectionRunner
+from eventuali_pg.projections import (
+    ConsumerGroup,
+    DeadLetterQueue,
+    Projection,
+    ProjectionRunner,
+)
 
 HANG = 30  # seconds: a hang detector only
 
@@ -55,6 +60,7 @@ async def test_metrics_parse_and_report_the_database(dsn: str) -> None:
         assert 0 <= value("eventuali_pg_notification_queue_usage_ratio") < 0.5
         assert value("eventuali_pg_write_rate_events_per_second") > 0
         assert value("eventuali_pg_feed_published_position") == head
+        assert "eventuali_pg_subscription_progress_per_second" in families
 
         healthy = await client.get(f"{server.url}/health")
         assert healthy.status_code == 200 and healthy.json()["healthy"] is True
@@ -70,6 +76,7 @@ async def test_metrics_parse_and_report_the_database(dsn: str) -> None:
             answer = await client.get(f"{server.url}{page}")
             assert answer.status_code == 200, (page, answer.text)
             assert "script-src 'nonce-" in answer.headers["content-security-policy"]
+    assert "Traceback" not in server.text and "ERROR" not in server.text, server.text
 
 
 async def _health_until(client: httpx.AsyncClient, url: str, status: int) -> httpx.Response:
@@ -205,17 +212,45 @@ class _Idle(Projection):
         return None
 
 
-async def test_projections_show_lag_and_the_single_active_holder(dsn: str) -> None:
+async def _row(client: httpx.AsyncClient, url: str, subscription: str, needle: str) -> str:
+    """The projections page's row of ``subscription`` once it contains ``needle``."""
+    async with asyncio.timeout(HANG):
+        while True:
+            page = (await client.get(f"{url}/projections")).text
+            if f'data-subscription="{subscription}"' in page:
+                row = page.split(f'data-subscription="{subscription}"', 1)[1].split("</tr>")[0]
+                if needle in row:
+                    return row
+            await asyncio.sleep(0.1)
+
+
+async def test_projections_show_lag_holders_and_group_members(dsn: str) -> None:
     async with await EventStore.create(dsn) as store:
         await write_notes(store, "nb-1", ["one", "two", "three"])
-        runner = ProjectionRunner(store, _Idle(), subscription_id="holder-demo", single_active=True)
-        async with runner, console_server(dsn) as server, httpx.AsyncClient(timeout=HANG) as client:
-            await runner.wait_for_position(3, timeout=HANG)
-            async with asyncio.timeout(HANG):
-                while True:
-                    page = (await client.get(f"{server.url}/projections")).text
-                    row = page.split('data-subscription="holder-demo"', 1)[-1].split("</tr>")[0]
-                    if "pid " in row:
-                        break
-                    await asyncio.sleep(0.1)
+        head = await store.get_global_position()
+        single = ProjectionRunner(store, _Idle(), subscription_id="holder-demo", single_active=True)
+        members = [
+            ProjectionRunner(
+                store,
+                _Idle(),
+                subscription_id="group-demo",
+                group=ConsumerGroup(size=2, member=member, partitions=4),
+                single_active=True,
+            )
+            for member in (0, 1)
+        ]
+        async with (
+            single,
+            members[0],
+            members[1],
+            console_server(dsn) as server,
+            httpx.AsyncClient(timeout=HANG) as client,
+        ):
+            for runner in (single, *members):
+                await runner.wait_for_checkpoint(head, timeout=HANG)
+            row = await _row(client, server.url, "holder-demo", "pid ")
             assert re.search(r'class="holder">pid \d+', row), row
+            assert f'data-checkpoint="{head}" data-lag="0"' in row, row
+            group = await _row(client, server.url, "group-demo", "member 1 of 2")
+            assert "4 partitions" in group and "member 0 of 2: pid " in group, group
+            assert f'data-checkpoint="{head}" data-lag="0"' in group, group
