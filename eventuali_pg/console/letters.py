@@ -21,6 +21,7 @@ from ..cli.dead_letters import first_line
 from ..errors import InvalidInputError
 from ..projections.dead_letters import DeadLetterQueue
 from .app import get_console
+from .params import form
 
 if TYPE_CHECKING:
     from ..projections.dead_letters import DeadLetter
@@ -88,8 +89,6 @@ async def show(request: Request) -> Response:
 
 async def act(request: Request) -> Response:
     """GET: the confirmation page; POST (with the CSRF token): retry or discard."""
-    from .routes import form
-
     console = get_console(request)
     action = request.url.path.rsplit("/", 1)[-1]
     if not console.allow_actions:

@@ -3,11 +3,10 @@ login. Dead letters are in :mod:`.letters`."""
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -19,13 +18,10 @@ from .app import get_console
 from .auth import COOKIE, safe_next, session_value
 from .letters import letter_routes
 from .metrics import CONTENT_TYPE, exposition
+from .params import MAX_LIMIT, form, int_param, text_param
 
 if TYPE_CHECKING:
     from ..models import Event
-
-#: The largest position or count a query parameter may give (a PostgreSQL bigint).
-MAX_POSITION = 2**63 - 1
-MAX_LIMIT = 500
 
 
 def routes() -> list[Route]:
@@ -42,34 +38,6 @@ def routes() -> list[Route]:
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
     ]
-
-
-def int_param(
-    request: Request, name: str, default: int, low: int = 0, high: int = MAX_POSITION
-) -> int:
-    """Query parameter ``name`` as an int in [low, high]; 400 otherwise."""
-    text = request.query_params.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise HTTPException(400, f"{name} must be a whole number, got {text!r}") from None
-    if not low <= value <= high:
-        raise HTTPException(400, f"{name} must be from {low} to {high}, got {value}")
-    return value
-
-
-def text_param(request: Request, name: str) -> str | None:
-    """Query parameter ``name`` stripped, None when absent or empty."""
-    value = request.query_params.get(name, "").strip()
-    return value or None
-
-
-async def form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body (the only kind the console's forms send)."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {key: values[-1] for key, values in parse_qs(body, keep_blank_values=True).items()}
 
 
 def event_view(event: Event) -> dict[str, Any]:
@@ -279,8 +247,6 @@ async def login(request: Request) -> Response:
     if request.method == "POST":
         fields = await form(request)
         target = safe_next(fields.get("next"))
-        import hmac
-
         if hmac.compare_digest(fields.get("token", "").encode(), console.token.encode()):
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(
