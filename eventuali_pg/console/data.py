@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .._db import database_errors
 from .._tasks import cancel_and_wait
 from ..cli.status import RATE_WINDOW_ROWS, collect
 from ..cli.target import Target
@@ -244,9 +245,10 @@ class RateSampler:
     async def sample(self) -> None:
         """Take one sample now."""
         async with self._store.connection() as conn:
-            rows = await conn.fetch(
-                f"SELECT subscription_id, position FROM {self._store.schema}.checkpoints"
-            )
+            with database_errors(self._store.dsn):
+                rows = await conn.fetch(
+                    f"SELECT subscription_id, position FROM {self._store.schema}.checkpoints"
+                )
         positions: dict[str, int] = {}
         for row in rows:
             subscription_id, _partitions = _split(row["subscription_id"])
