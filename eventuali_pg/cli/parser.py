@@ -18,7 +18,8 @@ exit codes:
   0    success
   1    error: database unreachable, schema missing, any eventuali-pg error (one line on stderr)
   2    bad usage: unknown command or option, invalid value
-  3    check failed: `demo` found a subscriber that did not receive exactly what it should;
+  3    check failed: `status --check` found the store unhealthy; `demo` found a subscriber
+       that did not receive exactly what it should;
        `server status` / `server url` when the embedded server is not running;
        `dead-letters show/discard/retry` when no such event is parked, `retry` when the
        handler failed again
@@ -42,6 +43,7 @@ commands:
   status        head position, write rate, subscription lag, connected listeners
   events        read a range of events or one aggregate's history
   dead-letters  list, show, retry or discard the events projections parked
+  console       the web console: dashboard, events, live tail, projections, dead letters
   server        start, stop or locate the embedded PostgreSQL server
 
 Run `eventuali-pg COMMAND --help` for the options and an example of each command."""
@@ -98,6 +100,16 @@ def _position(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"a global position is at most {MAX_POSITION} (a PostgreSQL bigint), got {value}"
         )
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_COUNT}, got {value}")
     return value
 
 
@@ -207,6 +219,7 @@ def build_parser() -> _Parser:
     _add_status(commands, database)
     _add_events(commands, database)
     _add_dead_letters(commands, database)
+    _add_console(commands, database)
     _add_server(commands)
     return parser
 
@@ -381,11 +394,28 @@ def _add_status(commands: _Commands, database: _Parser) -> None:
             "schema has a dead-letter table, and the eventuali-pg connections to the database\n"
             "(LISTEN connections counted apart when they identify themselves)."
         ),
-        epilog=_examples("eventuali-pg status", "eventuali-pg status --json | jq .head"),
+        epilog=_examples(
+            "eventuali-pg status",
+            "eventuali-pg status --json | jq .head",
+            "eventuali-pg status --check --max-lag 1000   # a container probe: exit 3 if unhealthy",
+        ),
         handler="status:run",
         parents=[database],
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="also open a store with a LISTEN connection and check its health; exit 3 if "
+        "unhealthy (1 if the database is unreachable)",
+    )
+    parser.add_argument(
+        "--max-lag",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="with --check: a subscription more than N events behind the head is unhealthy",
+    )
 
 
 def _add_events(commands: _Commands, database: _Parser) -> None:
@@ -563,6 +593,78 @@ def _add_dead_letters(commands: _Commands, database: _Parser) -> None:
         required=True,
         metavar="MODULE:ATTRIBUTE",
         help="the projection to run, e.g. myapp.projections:OrderSummary",
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
+    return value
+
+
+def _projection_for(text: str) -> str:
+    subscription, sep, spec = text.partition("=")
+    if not sep or not subscription.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected SUBSCRIPTION=module:attribute (like orders=myapp.views:Orders), got {text!r}"
+        )
+    return f"{subscription.strip()}={_projection_spec(spec)}"
+
+
+def _add_console(commands: _Commands, database: _Parser) -> None:
+    parser = _add_command(
+        commands,
+        "console",
+        summary="the web console: dashboard, events, live tail, projections, dead letters",
+        description=(
+            "Serve the web console (pip install 'eventuali-pg[console]'): a dashboard (head,\n"
+            "write rate, LISTEN connections, notification queue, health), a stream browser and\n"
+            "a live tail, projections and durable subscriptions, dead letters, /metrics\n"
+            "(Prometheus) and /health (JSON, 503 when unhealthy). It binds to 127.0.0.1; any\n"
+            "other address needs --token (or EVENTUALI_PG_CONSOLE_TOKEN): clients then send\n"
+            "`Authorization: Bearer TOKEN` or log in with it. Retry and discard of dead letters\n"
+            "appear only with --allow-actions, each behind a confirmation."
+        ),
+        epilog=_examples(
+            "eventuali-pg console --dsn postgresql://app@db.example.com/app",
+            "eventuali-pg console --allow-actions --projection orders=myapp.views:Orders",
+            "EVENTUALI_PG_CONSOLE_TOKEN=s3cret eventuali-pg console --host 0.0.0.0 --port 8080",
+        ),
+        handler="console:run",
+        parents=[database],
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", type=_non_empty, help="address to bind (127.0.0.1)"
+    )
+    parser.add_argument("--port", default=8765, type=_port, help="port to listen on (8765)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        type=_non_empty,
+        help="require this bearer token (or a login with it); needed off the loopback address",
+    )
+    parser.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="show retry and discard buttons on dead letters (each asks for a confirmation)",
+    )
+    parser.add_argument(
+        "--projection",
+        action="append",
+        type=_projection_for,
+        metavar="SUBSCRIPTION=MODULE:ATTRIBUTE",
+        help="the projection that retries SUBSCRIPTION's dead letters (repeatable)",
+    )
+    parser.add_argument(
+        "--max-lag",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="/health is unhealthy when a subscription is more than N events behind",
     )
 
 

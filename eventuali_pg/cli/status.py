@@ -6,12 +6,13 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..stream.listener import LISTENER_APPLICATION_NAME
-from . import EXIT_OK
+from . import EXIT_CHECK_FAILED, EXIT_OK
 from .output import console, json_text, plain, safe_text
 from .target import CLI_APPLICATION_NAME, Target, check_schema, connect, resolve
 
 if TYPE_CHECKING:
     from .._db import Connection
+    from ..health import HealthReport
 
 #: The rate is counted among at most this many of the newest events (a bounded index scan).
 RATE_WINDOW_ROWS = 200_000
@@ -19,18 +20,40 @@ RATE_SECONDS = 60
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Print the status of the event store (a table, or one JSON object with ``--json``)."""
+    """Print the status of the event store (a table, or one JSON object with ``--json``).
+
+    With ``--check``, also the health of a store opened here (LISTEN included); exit 3 when it
+    is unhealthy.
+    """
+    if args.max_lag is not None and not args.check:
+        from .parser import UsageError
+
+        raise UsageError("--max-lag goes with --check")
     target = await resolve(args)
     connection = await connect(target)
     try:
         report = await collect(connection, target)
     finally:
         await connection.close()
+    health = await check(target, max_lag=args.max_lag) if args.check else None
+    if health is not None:
+        report["health"] = health.to_dict()
     if args.json:
         print(json_text(report))
     else:
         _print(report)
+    if health is not None and not health.healthy:
+        return EXIT_CHECK_FAILED
     return EXIT_OK
+
+
+async def check(target: Target, *, max_lag: int | None) -> HealthReport:
+    """The health of a store opened on ``target`` with a live feed (so LISTEN is tried too)."""
+    from ..stream.streamer import EventStreamer
+    from .target import open_store
+
+    async with await open_store(target, streamer=EventStreamer()) as store:
+        return await store.health(max_lag=max_lag)
 
 
 async def collect(connection: Connection, target: Target) -> dict[str, Any]:
@@ -212,6 +235,25 @@ def _print(report: dict[str, Any]) -> None:
             (str(dead["total"]), colour),
             f" in {dead['table']}" + (f" ({detail})" if detail else ""),
         )
+    health = report.get("health")
+    if health is not None:
+        if health["healthy"]:
+            line("health", ("healthy", "green"), _health_detail(health))
+        else:
+            line("health", ("UNHEALTHY", "bold red"), _health_detail(health))
+            for reason in health["reasons"]:
+                line("", ("- " + reason, "red"))
+
+
+def _health_detail(health: dict[str, Any]) -> str:
+    usage = health["notification_queue_usage"]
+    oldest = health["oldest_lag"]
+    parts = [
+        "LISTEN " + ("connected" if health["listener_connected"] else "down"),
+        f"notification queue {usage:.1%} used" if usage is not None else "",
+        f"largest lag {oldest['lag']} ({oldest['subscription_id']})" if oldest else "",
+    ]
+    return " (" + ", ".join(p for p in parts if p) + ")"
 
 
 def _safe_part(part: str | tuple[str, str]) -> str | tuple[str, str]:

@@ -35,6 +35,7 @@ from .validation import check_aggregates_to_save
 from .writer import AppendWriter
 
 if TYPE_CHECKING:
+    from ..health import HealthReport
     from ..stream.feed import FeedStats
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EventStore", "StoreResource", "StreamerLike"]
@@ -477,6 +478,29 @@ class EventStore(UpstreamStoreMethods):
         """Delivery figures (reconnects, notifications, polls, reads); None with no streamer."""
         feed: Any = self._resources.get("feed")
         return feed.stats() if feed is not None else None
+
+    async def health(
+        self,
+        *,
+        max_lag: int | None = None,
+        max_notification_queue_usage: float = 0.5,
+        timeout: float = 5.0,
+    ) -> HealthReport:
+        """A typed :class:`~eventuali_pg.health.HealthReport`: database reachable, LISTEN
+        connection up, published position against the head, the durable subscription furthest
+        behind, notification queue usage, the live feed's last read error; ``report.healthy``
+        and ``report.reasons``. ``max_lag``: more events than this behind the head (a
+        subscription or the live feed) is unhealthy (None: lag never is). Never raises for an
+        unreachable database: that is a reason in the report (after at most ``timeout`` s).
+        """
+        from ..health import check_health
+
+        return await check_health(
+            self,
+            max_lag=max_lag,
+            max_notification_queue_usage=max_notification_queue_usage,
+            timeout=timeout,
+        )
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

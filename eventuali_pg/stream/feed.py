@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .._tasks import cancel_and_wait
@@ -46,6 +47,11 @@ class FeedStats:
     reads: int
     read_errors: int
     streamers: int
+    #: The newest failed read: its message and when it happened (None if none failed).
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    #: True while the newest read attempt failed (no successful read since ``last_error``).
+    failing: bool = False
 
 
 FEED_RESOURCE = "feed"
@@ -89,6 +95,9 @@ class StoreFeed:
         self._polls = 0
         self._reads = 0
         self._read_errors = 0
+        self._last_error: str | None = None
+        self._last_error_at: datetime | None = None
+        self._failing = False
 
     @property
     def published_position(self) -> int:
@@ -150,10 +159,14 @@ class StoreFeed:
             try:
                 await self._read_to_head()
                 backoff.reset()
+                self._failing = False
             except StoreClosedError:
                 return
             except Exception as exc:  # the reader must outlive any failed read
                 self._read_errors += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_error_at = datetime.now(UTC)
+                self._failing = True
                 delay = backoff.next_delay()
                 logger.warning(
                     "reading new events failed (%s); retrying in %.2fs",
@@ -203,4 +216,7 @@ class StoreFeed:
             reads=self._reads,
             read_errors=self._read_errors,
             streamers=len(self._streamers),
+            last_error=self._last_error,
+            last_error_at=self._last_error_at,
+            failing=self._failing,
         )
