@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import telemetry
 from .._tasks import cancel_and_wait
 from ..errors import EventualiError, StoreClosedError
 from ..models import Event
@@ -89,6 +90,10 @@ class StoreFeed:
         self._polls = 0
         self._reads = 0
         self._read_errors = 0
+        self._queue_usage: float | None = None
+        # Set by the metric reader's callback (another thread): sample at the next poll tick.
+        self.queue_usage_requested = False
+        telemetry.track_feed(self)
 
     @property
     def published_position(self) -> int:
@@ -104,6 +109,17 @@ class StoreFeed:
     def streamers(self) -> list[EventStreamer]:
         """Streamers this feed publishes to."""
         return list(self._streamers)
+
+    @property
+    def telemetry_destination(self) -> str:
+        """The store's schema (for metrics)."""
+        return self._store.schema
+
+    @property
+    def notification_queue_usage(self) -> float | None:
+        """The last sampled ``pg_notification_queue_usage()``; sampled at the poll tick after
+        a metric reader asked for it (None before)."""
+        return self._queue_usage
 
     @property
     def listener_pid(self) -> int | None:
@@ -148,6 +164,9 @@ class StoreFeed:
                 self._polls += 1
             self._wake.clear()
             try:
+                if self.queue_usage_requested:
+                    self.queue_usage_requested = False
+                    self._queue_usage = await self._store.notification_queue_usage()
                 await self._read_to_head()
                 backoff.reset()
             except StoreClosedError:
@@ -181,6 +200,7 @@ class StoreFeed:
     async def close(self) -> None:
         """Stop the listener and the reader; end every streamer's receivers. Idempotent."""
         self._store.remove_commit_listener(self.wake)
+        telemetry.untrack_feed(self)
         try:
             if self._listener is not None:
                 await self._listener.close()

@@ -37,6 +37,9 @@ class Subscription:
     from_timestamp: datetime | None = None
     aggregate_types: frozenset[str] | None = field(init=False, repr=False)
     event_types: frozenset[str] | None = field(init=False, repr=False)
+    #: The consumer name in metrics and spans when not the id (a projection runner's receiver
+    #: reports under the runner's subscription id, not its per-session one).
+    _telemetry_name: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.from_position, datetime) and self.from_timestamp is None:
