@@ -7,6 +7,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 try:
@@ -95,7 +96,14 @@ _parked = _meter.create_counter(
 
 
 def operation_attributes(schema: str, operation: str) -> dict[str, Any]:
+    """The attributes of an operation's metrics (a new dict: the caller may add to it)."""
     return {SYSTEM: MESSAGING_SYSTEM, OPERATION_NAME: operation, DESTINATION: schema}
+
+
+def tracing() -> bool:
+    """True once the application has installed a tracer provider (the SDK). Until then the
+    helpers skip the API's no-op spans altogether: entering one costs microseconds per save."""
+    return not isinstance(trace.get_tracer_provider(), (ProxyTracerProvider, NoOpTracerProvider))
 
 
 def consumer_attributes(schema: str, consumer: str, kind: str) -> dict[str, Any]:

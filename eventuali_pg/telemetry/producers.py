@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 
 if TYPE_CHECKING:
     from ..models import Event
@@ -37,6 +37,7 @@ from ._common import (
     _sent,
     _tracer,
     operation_attributes,
+    tracing,
 )
 
 
@@ -46,7 +47,15 @@ def save_span(schema: str, *, transactional: bool = False) -> Iterator[Span]:
     the block runs so :func:`inject_trace_context` stores *its* context in the events. Records
     the save's duration; an exception is recorded on the span and propagates."""
     start = time.perf_counter()
-    error: str | None = None
+    if not tracing():
+        try:
+            yield INVALID_SPAN
+        except BaseException as exc:
+            _append_duration.record(time.perf_counter() - start, _failed(schema, exc))
+            raise
+        _append_duration.record(time.perf_counter() - start, _append_attributes(schema))
+        return
+    error: BaseException | None = None
     with _tracer.start_as_current_span(f"append {schema}", kind=SpanKind.PRODUCER) as span:
         if span.is_recording():
             span.set_attributes(
@@ -61,15 +70,28 @@ def save_span(schema: str, *, transactional: bool = False) -> Iterator[Span]:
         try:
             yield span
         except BaseException as exc:
-            error = type(exc).__qualname__
+            error = exc
             if span.is_recording():
-                span.set_attribute(ERROR_TYPE, error)
+                span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
             raise
         finally:
-            attributes = operation_attributes(schema, "append")
-            if error is not None:
-                attributes[ERROR_TYPE] = error
+            attributes = _append_attributes(schema) if error is None else _failed(schema, error)
             _append_duration.record(time.perf_counter() - start, attributes)
+
+
+_APPEND_ATTRIBUTES: dict[str, dict[str, Any]] = {}
+
+
+def _append_attributes(schema: str) -> dict[str, Any]:
+    # Built once per schema: a save's metrics build no dict.
+    attributes = _APPEND_ATTRIBUTES.get(schema)
+    if attributes is None:
+        attributes = _APPEND_ATTRIBUTES[schema] = operation_attributes(schema, "append")
+    return attributes
+
+
+def _failed(schema: str, error: BaseException) -> dict[str, Any]:
+    return {**_append_attributes(schema), ERROR_TYPE: type(error).__qualname__}
 
 
 def describe_save(span: Span, unit: SaveUnit) -> None:
@@ -113,6 +135,9 @@ def inject_trace_context(events: Iterable[Event]) -> None:
 def group_span(schema: str, units: Sequence[SaveUnit]) -> Iterator[None]:
     """The span of one coalesced append statement (``commit <schema>``): a new trace with a
     link to each save it carries; the saves that failed are recorded on it."""
+    if not tracing():
+        yield
+        return
     with _tracer.start_as_current_span(
         f"commit {schema}",
         context=_ROOT,
@@ -148,8 +173,7 @@ def count_appended(schema: str, units: Iterable[SaveUnit]) -> None:
     types: Counter[str] = Counter()
     for unit in units:
         if unit.stored is None:
-            types.update(event.event_type for event in unit.events)
+            for event in unit.events:
+                types[event.event_type] += 1
     for event_type, count in types.items():
-        attributes = operation_attributes(schema, "append")
-        attributes[EVENT_TYPE] = event_type
-        _sent.add(count, attributes)
+        _sent.add(count, {**_append_attributes(schema), EVENT_TYPE: event_type})
