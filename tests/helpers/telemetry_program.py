@@ -196,6 +196,8 @@ async def consume(dsn: str, out: str) -> None:
             await store.attach_streamer(streamer)
             history = await streamer.subscribe(Subscription(id="history", from_position=0))
             slow = await streamer.subscribe(Subscription(id="slow"))
+            anonymous = await streamer.subscribe(Subscription(from_position=head - 1))
+            await anonymous.recv(timeout=10)
             got = [await history.recv(timeout=10) for _ in range(head)]
             assert [item.global_position for item in got] == list(range(1, head + 1))
             # Appended here: events appended, append duration; the slow receiver overflows.
@@ -224,6 +226,7 @@ async def consume(dsn: str, out: str) -> None:
             points = _metrics()
             await history.close()
             await slow.close()
+            await anonymous.close()
         finally:
             await runner.stop()
     _write(
