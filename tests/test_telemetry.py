@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions
 
-from eventuali_pg import Aggregate, Event, EventStore
+from eventuali_pg import Aggregate, Event, EventStore, EventStreamer, Subscription
 from eventuali_pg.telemetry import TRACEPARENT, inject_trace_context, linked_span_contexts
+from eventuali_pg.telemetry.observed import _observe_delivered
 
 PROGRAM = Path(__file__).parent / "helpers" / "telemetry_program.py"
 
@@ -265,3 +267,35 @@ def test_a_given_traceparent_is_kept_and_read_back() -> None:
     assert format(context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert format(context.span_id, "016x") == "b7ad6b7169203331"
     assert linked_span_contexts([Noted(metadata={TRACEPARENT: "garbage"})]) == []
+
+
+async def test_delivered_counts_never_go_down_when_receivers_end(dsn: str) -> None:
+    # The observable counter's callback reads in-memory figures: callable without the SDK.
+    def delivered() -> dict[tuple[str, str], int]:
+        return {
+            (
+                point.attributes["messaging.destination.name"],
+                point.attributes["messaging.consumer.group.name"],
+            ): point.value
+            for point in _observe_delivered(CallbackOptions())
+            if point.attributes is not None
+            and point.attributes["messaging.consumer.group.name"] == "otel-ended"
+        }
+
+    streamer = EventStreamer()
+    async with await EventStore.create(dsn, streamer=streamer) as store:
+        receiver = await streamer.subscribe(Subscription(id="otel-ended", from_position=0))
+        book = Notebook(id="book-2")
+        book.note("one")
+        book.note("two")
+        await store.save(book)
+        for _ in range(2):
+            await receiver.recv(timeout=10)
+        assert delivered() == {("eventuali", "otel-ended"): 2}
+        await receiver.close()
+        second = await streamer.subscribe(Subscription(id="otel-ended", from_position=0))
+        await second.recv(timeout=10)
+        assert delivered() == {("eventuali", "otel-ended"): 3}  # 2 of the ended one, 1 new
+    # The store closed: every receiver ended, detached from it; the total stays in its series.
+    assert receiver.closed and second.closed
+    assert delivered() == {("eventuali", "otel-ended"): 3}

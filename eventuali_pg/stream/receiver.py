@@ -125,6 +125,7 @@ class EventStreamReceiver:
         #: The consumer name of its metrics and spans (a projection's receiver: its
         #: subscription id, without the per-session suffix of the receiver's own).
         self.telemetry_name = subscription._telemetry_name or subscription.subscription_id
+        self._destination = ""
         telemetry.track_receiver(self)
 
     @property
@@ -149,8 +150,12 @@ class EventStreamReceiver:
 
     @property
     def telemetry_destination(self) -> str:
-        """The schema of the store it reads (for metrics; "" without one)."""
-        return str(getattr(self._streamer._source, "schema", ""))
+        """The schema of the store it reads (for metrics; "" before it had one). Kept after
+        the store is detached, so its figures stay in the same series."""
+        source = self._streamer._source
+        if source is not None:
+            self._destination = str(getattr(source, "schema", ""))
+        return self._destination
 
     @property
     def delivered_count(self) -> int:
