@@ -91,7 +91,7 @@ class StoreFeed:
         self._reads = 0
         self._read_errors = 0
         self._queue_usage: float | None = None
-        # Set by the metric reader's callback (another thread): sample at the next poll tick.
+        # Set by the metric reader's callback (another thread): sample at the next read.
         self.queue_usage_requested = False
         telemetry.track_feed(self)
 
@@ -117,8 +117,8 @@ class StoreFeed:
 
     @property
     def notification_queue_usage(self) -> float | None:
-        """The last sampled ``pg_notification_queue_usage()``; sampled at the poll tick after
-        a metric reader asked for it (None before)."""
+        """The last sampled ``pg_notification_queue_usage()``; sampled at the reader's next read
+        (a wake-up or a poll) after a metric reader asked for it (None before)."""
         return self._queue_usage
 
     @property

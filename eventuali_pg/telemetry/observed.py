@@ -157,7 +157,8 @@ def _observe_lag(_options: CallbackOptions) -> Iterable[Observation]:
 def _observe_queue_usage(_options: CallbackOptions) -> Iterable[Observation]:
     usage: dict[str, float] = {}
     for feed in _registry.snapshot(_registry.feeds):
-        feed.queue_usage_requested = True  # sampled by the feed's reader at its next poll tick
+        # The feed samples it at its next read (a wake-up or a poll).
+        feed.queue_usage_requested = True
         sampled = feed.notification_queue_usage
         if sampled is not None:
             usage[feed.telemetry_destination] = max(

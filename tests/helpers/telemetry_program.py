@@ -167,6 +167,10 @@ async def produce(dsn: str, out: str) -> None:
                 in_tx = OtelOrder(id="order-tx")
                 in_tx.place(7)
                 await tx.save(in_tx)
+            async with store.connection() as conn, conn.transaction():
+                caller_tx = OtelOrder(id="order-caller-tx")
+                caller_tx.place(8)
+                await store.save(caller_tx, connection=conn)
     _write(out)
 
 
@@ -229,9 +233,7 @@ async def consume(dsn: str, out: str) -> None:
             await anonymous.close()
         finally:
             await runner.stop()
-    _write(
-        out, metrics=points, dead_letters=[letter.global_position for letter in dead], head=head
-    )
+    _write(out, metrics=points, dead_letters=[letter.global_position for letter in dead], head=head)
 
 
 def _no_stats() -> Any:
