@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import telemetry
 from ..models import Event
 from ..stream.backoff import Backoff
 from ..stream.stream_event import StreamEvent
@@ -22,12 +23,16 @@ from .dead_letters import DeadLetterQueue
 from .groups import ConsumerGroup
 from .projection import AnyProjection, TransactionalProjection
 
+if TYPE_CHECKING:
+    from ..store.event_store import EventStore
+
 logger = logging.getLogger("eventuali_pg.projections")
 
 
 class EventHandling:
     """The processing state and steps of a runner (see the module docstring)."""
 
+    _store: EventStore
     _projection: AnyProjection
     _subscription_id: str
     _checkpoint_id: str
@@ -81,6 +86,12 @@ class EventHandling:
         last = batch[-1].global_position
         replaying = last <= until
         self._projection.replaying = replaying
+        with telemetry.process_span(
+            self._store.schema, self._subscription_id, batch, replaying=replaying
+        ):
+            await self._handle_batch(batch, last, replaying)
+
+    async def _handle_batch(self, batch: list[StreamEvent], last: int, replaying: bool) -> None:
         mine = [] if replaying and self._projection.skip_replay else self._mine(batch)
         if any(item.event.decode_error is not None for item in mine):
             # A stored event this process cannot read is parked, never handed to the handler:
@@ -92,6 +103,7 @@ class EventHandling:
                 await self._apply([item.event for item in mine], last)
             except HandlerFailure as failure:
                 first_error = failure.cause
+                telemetry.handler_failed(failure.cause)
             if first_error is not None:
                 await self._one_by_one(batch, first_error if len(mine) == 1 else None)
         await self._advanced(last)
@@ -185,19 +197,25 @@ class EventHandling:
                 return
             except HandlerFailure as failure:
                 error = failure.cause
+                telemetry.handler_failed(error)
 
     async def _park(self, item: StreamEvent, error: BaseException, attempts: int) -> None:
-        if self._exactly_once:
-            conn = self._connection
-            async with database_step(), conn.transaction():
-                await self._advance_checkpoints(item.global_position, connection=conn)
-                await self._dead_letters.park(
-                    self._subscription_id, item.event, error, attempts, connection=conn
-                )
-            self._moved(item.global_position)
-        else:
-            async with database_step():
-                await self._dead_letters.park(self._subscription_id, item.event, error, attempts)
+        with telemetry.park_span(
+            self._store.schema, self._subscription_id, item.event, error, attempts
+        ):
+            if self._exactly_once:
+                conn = self._connection
+                async with database_step(), conn.transaction():
+                    await self._advance_checkpoints(item.global_position, connection=conn)
+                    await self._dead_letters.park(
+                        self._subscription_id, item.event, error, attempts, connection=conn
+                    )
+                self._moved(item.global_position)
+            else:
+                async with database_step():
+                    await self._dead_letters.park(
+                        self._subscription_id, item.event, error, attempts
+                    )
         self._parked += 1
 
     async def _advanced(self, position: int) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .. import telemetry
 from .._tasks import cancel_and_wait, run_together
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
 from ..roles.check import require_writer
@@ -227,6 +228,7 @@ class ProjectionRunner(EventHandling):
         self._parked = 0
         self._sessions = 0
         self._last_error: str | None = None
+        telemetry.track_projection(self)
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -244,6 +246,25 @@ class ProjectionRunner(EventHandling):
     def checkpoint_id(self) -> str:
         """The id of this runner's checkpoint row."""
         return self._checkpoint_id
+
+    @property
+    def telemetry_name(self) -> str:
+        """The consumer name of its metrics and spans: the subscription id."""
+        return self._subscription_id
+
+    @property
+    def telemetry_destination(self) -> str:
+        """The schema of its store."""
+        return self._store.schema
+
+    @property
+    def lag(self) -> int | None:
+        """Events between the head its streamer knows and the position processed (None
+        unless running and active)."""
+        streamer = self._streamer
+        if streamer is None or not self._active:
+            return None
+        return max(0, streamer._head - self._processed)
 
     @property
     def mode(self) -> Mode:
@@ -516,14 +537,14 @@ class ProjectionRunner(EventHandling):
         start = self._committed = self._processed = stored
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
-        receiver = await streamer.subscribe(
-            Subscription(
-                id=f"{self._checkpoint_id}@{uuid.uuid4().hex[:8]}",
-                aggregate_type_filter=self._aggregate_type_filter,
-                event_type_filter=self._event_type_filter,
-                from_position=start,
-            )
+        subscription = Subscription(
+            id=f"{self._checkpoint_id}@{uuid.uuid4().hex[:8]}",
+            aggregate_type_filter=self._aggregate_type_filter,
+            event_type_filter=self._event_type_filter,
+            from_position=start,
         )
+        subscription._telemetry_name = self._subscription_id
+        receiver = await streamer.subscribe(subscription)
         logger.info("projection %r resumes after position %d", self._checkpoint_id, start)
         queue: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=self._batch_size)
         try:

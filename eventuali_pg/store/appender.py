@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.trace import SpanContext
+
 from .._db import (
     Connection,
     ServerError,
@@ -50,6 +52,8 @@ class SaveUnit:
     aggregate_ids: list[str] = field(init=False)
     #: Set when the unit's events were already stored (an idempotent retry): their positions.
     stored: list[tuple[int, datetime]] | None = None
+    #: The save's span (when one is recording), for the link from the append statement's span.
+    span_context: SpanContext | None = None
 
     def __post_init__(self) -> None:
         self.aggregate_ids = [aggregate.id for aggregate in self.aggregates]

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
+from .. import telemetry
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
@@ -243,10 +244,13 @@ class EventStore(UpstreamStoreMethods):
         if connection is not None or session is not None:
             await save_in_caller_transaction(self, aggregates, connection, session)
             return None
-        unit = self.encode(aggregates)
-        if unit is None:
-            return None
-        await self._writer.submit(unit)
+        with telemetry.save_span(self.schema) as span:
+            unit = self.encode(aggregates)
+            if unit is None:
+                return None
+            telemetry.describe_save(span, unit)
+            await self._writer.submit(unit)
+            telemetry.describe_saved(span, unit)
         positions = [event.global_position for event in unit.events]
         return max((p for p in positions if p is not None), default=None)
 
@@ -262,6 +266,7 @@ class EventStore(UpstreamStoreMethods):
         """``units`` were committed up to ``head`` (by the writer or a store transaction): take
         the snapshots they call for, tell the commit listeners."""
         self._snapshots.consider(units)
+        telemetry.count_appended(self.schema, units)
         for listener in list(self._commit_listeners):
             listener(head)
 
@@ -279,13 +284,14 @@ class EventStore(UpstreamStoreMethods):
             expected.append(aggregate.version - len(uncommitted))
             events += uncommitted
         stamp_events(events)
+        telemetry.inject_trace_context(events)
         limit = self._options.max_payload_bytes
         for event in events:
             batch.add(event, max_payload_bytes=limit)
         return SaveUnit([aggregate for aggregate, _ in pending], expected, events, batch)
 
     async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
-        with database_errors(self.dsn, writing=True):
+        with telemetry.group_span(self.schema, units), database_errors(self.dsn, writing=True):
             async with self._pool.acquire() as connection:
                 return await self._append_on(connection, units, wait=False)
 
@@ -293,11 +299,15 @@ class EventStore(UpstreamStoreMethods):
         # On a session of its own, not a pooled connection: a save waiting for someone's open
         # transaction must not take a connection the other saves and reads need.
         async with self._waiting_sessions:
-            connection = await self._connector.session()
-            try:
-                return await self._append_on(connection, [unit], wait=True)
-            finally:
-                await close_or_terminate(connection, 1.0)
+            with telemetry.group_span(self.schema, [unit]):
+                return await self._append_waiting_on_session(unit)
+
+    async def _append_waiting_on_session(self, unit: SaveUnit) -> AppendResult:
+        connection = await self._connector.session()
+        try:
+            return await self._append_on(connection, [unit], wait=True)
+        finally:
+            await close_or_terminate(connection, 1.0)
 
     async def _append_on(
         self, connection: Connection, units: list[SaveUnit], *, wait: bool
@@ -426,6 +436,12 @@ class EventStore(UpstreamStoreMethods):
         """The highest committed global position; 0 when the store is empty."""
         self._check_open()
         return await self._reader.head()
+
+    async def notification_queue_usage(self) -> float:
+        """``pg_notification_queue_usage()``: the fraction (0 to 1) of the server's NOTIFY queue
+        in use; near 1, a listener somewhere is not consuming and commits will soon fail."""
+        self._check_open()
+        return await self._reader.notification_queue_usage()
 
     async def get_aggregate_version(self, aggregate_id: str) -> int | None:
         """The current version of an aggregate, None when it has no events."""

@@ -109,6 +109,10 @@ class EventReader:
         """The highest committed global position; 0 when the store is empty."""
         return int(await self.fetchval(self._sql.head))
 
+    async def notification_queue_usage(self) -> float:
+        """The fraction of the server's NOTIFY queue in use (0 to 1)."""
+        return float(await self.fetchval(self._sql.notification_queue_usage))
+
     async def aggregate_version(self, aggregate_id: str) -> int | None:
         """The current version of an aggregate, None when it has no events."""
         check_aggregate_id(aggregate_id)

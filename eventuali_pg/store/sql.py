@@ -145,6 +145,9 @@ class StoreSql:
             "WHERE aggregate_id = $1 AND aggregate_version > $2 ORDER BY aggregate_version"
         )
 
+    #: The fraction of the server's NOTIFY queue in use (0 to 1).
+    notification_queue_usage = "SELECT pg_notification_queue_usage()"
+
     @property
     def head(self) -> str:
         """The highest committed global position (0 when empty)."""

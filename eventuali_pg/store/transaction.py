@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .. import telemetry
 from .._db import Connection, database_errors
 from .._db.sqlalchemy_session import driver_connection
 from ..errors import InvalidInputError
@@ -74,12 +75,16 @@ async def save_in_caller_transaction(
         connection = await driver_connection(session)
     assert connection is not None
     await check_caller_transaction(connection, store.dsn)
-    unit = store.encode(aggregates)
-    if unit is None:
-        return
-    await stage(connection, store.sql, store.dsn, unit, inline=store.inline_projections)
-    if unit.error is not None:
-        raise unit.error
+    with telemetry.save_span(store.schema, transactional=True) as span:
+        unit = store.encode(aggregates)
+        if unit is None:
+            return
+        telemetry.describe_save(span, unit)
+        await stage(connection, store.sql, store.dsn, unit, inline=store.inline_projections)
+        if unit.error is not None:
+            raise unit.error
+    # The library cannot see that transaction commit: its events are counted as staged.
+    telemetry.count_appended(store.schema, [unit])
     saved = {id(event) for event in unit.events}
     for aggregate in unit.aggregates:
         aggregate._mark_committed(saved)
@@ -121,18 +126,20 @@ class StoreTransaction:
 
     async def save_all(self, aggregates: Iterable[Aggregate]) -> None:
         """Stage the uncommitted events of several aggregates (all or none)."""
-        unit = self._store._unit_of(pending_events(aggregates, self._staged))
-        if unit is None:
-            return
-        await stage(
-            self._connection,
-            self._store.sql,
-            self._store.dsn,
-            unit,
-            inline=self._store.inline_projections,
-        )
-        if unit.error is not None:
-            raise unit.error
+        with telemetry.save_span(self._store.schema, transactional=True) as span:
+            unit = self._store._unit_of(pending_events(aggregates, self._staged))
+            if unit is None:
+                return
+            telemetry.describe_save(span, unit)
+            await stage(
+                self._connection,
+                self._store.sql,
+                self._store.dsn,
+                unit,
+                inline=self._store.inline_projections,
+            )
+            if unit.error is not None:
+                raise unit.error
         self._units.append(unit)
         self._staged.update(id(event) for event in unit.events)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .. import telemetry
 from .._tasks import cancel_and_wait
 from ..errors import EventualiError, StoreClosedError
 from ..models import Event
@@ -98,6 +99,10 @@ class StoreFeed:
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
         self._failing = False
+        self._queue_usage: float | None = None
+        # Set by the metric reader's callback (another thread): sample at the next read.
+        self.queue_usage_requested = False
+        telemetry.track_feed(self)
 
     @property
     def published_position(self) -> int:
@@ -113,6 +118,17 @@ class StoreFeed:
     def streamers(self) -> list[EventStreamer]:
         """Streamers this feed publishes to."""
         return list(self._streamers)
+
+    @property
+    def telemetry_destination(self) -> str:
+        """The store's schema (for metrics)."""
+        return self._store.schema
+
+    @property
+    def notification_queue_usage(self) -> float | None:
+        """The last sampled ``pg_notification_queue_usage()``; sampled at the reader's next read
+        (a wake-up or a poll) after a metric reader asked for it (None before)."""
+        return self._queue_usage
 
     @property
     def listener_pid(self) -> int | None:
@@ -157,6 +173,9 @@ class StoreFeed:
                 self._polls += 1
             self._wake.clear()
             try:
+                if self.queue_usage_requested:
+                    self.queue_usage_requested = False
+                    self._queue_usage = await self._store.notification_queue_usage()
                 await self._read_to_head()
                 backoff.reset()
                 self._failing = False
@@ -194,6 +213,7 @@ class StoreFeed:
     async def close(self) -> None:
         """Stop the listener and the reader; end every streamer's receivers. Idempotent."""
         self._store.remove_commit_listener(self.wake)
+        telemetry.untrack_feed(self)
         try:
             if self._listener is not None:
                 await self._listener.close()

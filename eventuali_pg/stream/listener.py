@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .. import telemetry
 from .._db import Connection, Connector, close_or_terminate, watch_connection
 from .._tasks import cancel_and_wait
 from ..errors import DatabaseUnavailableError
@@ -113,6 +114,7 @@ class NotificationListener:
                 self._first_attempt_done.set()
             else:
                 self.reconnects += 1
+                telemetry.reconnected(self._channel)
                 logger.info("LISTEN connection re-established on channel %r", self._channel)
             backoff.reset()
             self._on_wake(None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from .. import telemetry
 from ..errors import ReceiverBusyError, StoreClosedError, SubscriptionClosed, SubscriptionLagged
 from .backoff import Backoff
 from .stream_event import StreamEvent
@@ -121,6 +122,11 @@ class EventStreamReceiver:
         self._filtered = (
             subscription.aggregate_types is not None or subscription.event_types is not None
         )
+        #: The consumer name of its metrics and spans (a projection's receiver: its
+        #: subscription id, without the per-session suffix of the receiver's own).
+        self.telemetry_name = subscription._telemetry_name or subscription.subscription_id
+        self._destination = ""
+        telemetry.track_receiver(self)
 
     @property
     def subscription(self) -> Subscription:
@@ -143,6 +149,25 @@ class EventStreamReceiver:
         return self._state
 
     @property
+    def telemetry_destination(self) -> str:
+        """The schema of the store it reads (for metrics; "" before it had one). Kept after
+        the store is detached, so its figures stay in the same series."""
+        source = self._streamer._source
+        if source is not None:
+            self._destination = str(getattr(source, "schema", ""))
+        return self._destination
+
+    @property
+    def delivered_count(self) -> int:
+        """Events delivered so far."""
+        return self._delivered
+
+    @property
+    def lag(self) -> int:
+        """Events between its streamer's head and the position it has covered."""
+        return max(0, self._streamer._head - self._covered)
+
+    @property
     def covered_position(self) -> int:
         """Every event of the stream up to this position has been delivered or filtered out."""
         return self._covered
@@ -156,6 +181,7 @@ class EventStreamReceiver:
             self._state = ReceiverState.CATCHING_UP
             self._catch_up_target = head
             self._catch_ups += 1
+            telemetry.caught_up(self.telemetry_destination, self.telemetry_name)
         else:
             self._state = ReceiverState.LIVE
             self._covered = max(self._covered, self._live_since)
@@ -183,11 +209,13 @@ class EventStreamReceiver:
             self._state = _OVERFLOWED
             self._missed = 1
             self._overflows += 1
+            telemetry.overflowed(self.telemetry_destination, self.telemetry_name)
             self._wakeup.set()
         elif state is _OVERFLOWED and self._subscription.matches(item.event):
             self._missed += 1
 
     def _end(self) -> None:
+        telemetry.untrack_receiver(self)
         self._state = ReceiverState.ENDED
         self._buffer.clear()
         self._page.clear()
@@ -303,13 +331,17 @@ class EventStreamReceiver:
         backoff = Backoff(initial=0.05, maximum=2.0)
         while True:
             try:
-                events = await source.load_events_from_position(
-                    self._last,
-                    self._page_size,
-                    aggregate_types=subscription.aggregate_types,
-                    event_types=subscription.event_types,
-                    up_to=target,
-                )
+                with telemetry.catch_up_span(
+                    self.telemetry_destination, self.telemetry_name, self._last, target
+                ) as span:
+                    events = await source.load_events_from_position(
+                        self._last,
+                        self._page_size,
+                        aggregate_types=subscription.aggregate_types,
+                        event_types=subscription.event_types,
+                        up_to=target,
+                    )
+                    telemetry.describe_read(span, len(events))
                 self._catch_up_reads += 1
                 break
             except StoreClosedError:

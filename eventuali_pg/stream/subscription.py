@@ -14,6 +14,10 @@ from ..store.validation import check_name_filter, check_position
 NameFilter = str | Collection[str] | None
 
 
+#: The consumer name in metrics and spans of every subscription whose id was generated.
+GENERATED_TELEMETRY_NAME = "(generated)"
+
+
 def _generated_id() -> str:
     return f"sub-{uuid.uuid4().hex[:12]}"
 
@@ -37,6 +41,9 @@ class Subscription:
     from_timestamp: datetime | None = None
     aggregate_types: frozenset[str] | None = field(init=False, repr=False)
     event_types: frozenset[str] | None = field(init=False, repr=False)
+    #: The consumer name in metrics and spans when not the id (a projection runner's receiver
+    #: reports under the runner's subscription id, not its per-session one).
+    _telemetry_name: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.from_position, datetime) and self.from_timestamp is None:
@@ -44,6 +51,8 @@ class Subscription:
             self.from_timestamp, self.from_position = self.from_position, None
         if self.id is None:
             self.id = _generated_id()
+            # One consumer name for every generated id: metrics stay a bounded set of series.
+            self._telemetry_name = GENERATED_TELEMETRY_NAME
         elif not isinstance(self.id, str) or not self.id:
             raise_invalid_id(self.id)
         aggregate_types = check_name_filter(

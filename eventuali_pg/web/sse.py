@@ -99,6 +99,8 @@ class EventStreamResponse(Response):
             aggregate_type_filter=aggregate_types,
             event_type_filter=event_types,
         )
+        # Every stream reports under one consumer name (its id is per connection).
+        self._subscription._telemetry_name = "sse"
         self._from_position = from_position
         self._heartbeat = float(heartbeat)
         self._retry_ms = retry_ms
