@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._tasks import run_together
 from ..errors import CheckpointError
@@ -34,6 +35,22 @@ if TYPE_CHECKING:
     from ..store.event_store import EventStore
 
 logger = logging.getLogger("eventuali_pg.projections")
+
+T = TypeVar("T")
+
+
+async def finish_first(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` as a task that runs to its end even if the caller is cancelled (then the
+    cancellation follows). A membership statement is a short transaction on a pooled
+    connection: cut in the middle, the pool would get the connection back mid-transaction."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("membership statement failed while cancelled: %s", task.exception())
+        raise
 
 
 class ElasticSessions(EventHandling):
@@ -84,7 +101,7 @@ class ElasticSessions(EventHandling):
         try:
             while not self._stopping and not self._store.closed:
                 try:
-                    self._owned = await membership.rebalance(self._owned)
+                    self._owned = await finish_first(membership.rebalance(self._owned))
                     if not self._owned:
                         # Every partition has a live owner: wait for one to come free.
                         await asyncio.sleep(group.heartbeat_seconds)
@@ -166,7 +183,7 @@ class ElasticSessions(EventHandling):
         while True:
             await asyncio.sleep(group.heartbeat_seconds)
             try:
-                due = await membership.heartbeat(owned)
+                due = await finish_first(membership.heartbeat(owned))
             except LeaseLost:
                 raise
             except Exception as exc:  # the leases last lease_seconds: try again next beat
