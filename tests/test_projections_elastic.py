@@ -112,17 +112,29 @@ async def test_a_share_read_returns_only_its_partitions(store: EventStore) -> No
     await seed(store, aggregates=50, rounds=3)
     head = await store.get_global_position()
     reader = ShareReader(store, 16)
-    items, covered = await reader.page(0, [0, 5], 1000)
-    assert covered == head
+    items, covered, more = await reader.page(0, [0, 5], 1000)
+    assert (covered, more) == (head, False)
     assert items and {share_partition(i.event.aggregate_id) for i in items} <= {0, 5}
     async with store.connection() as conn:
         expected = await conn.fetchval(
             f"SELECT count(*) FROM eventuali.events WHERE {SHARE_HASH} % 16 IN (0, 5)"
         )
     assert len(items) == expected
-    first, upto = await reader.page(0, [0, 5], 2)
-    assert [i.global_position for i in first] == [i.global_position for i in items[:2]]
-    assert upto == first[-1].global_position  # a full page covers up to its last event
+    full, upto, more = await reader.page(0, [0, 5], 3)
+    assert [i.global_position for i in full] == [i.global_position for i in items[:3]]
+    assert (upto, more) == (full[-1].global_position, True)  # a full page: up to its last
+    # One read looks at a bounded window (here 1 * 16 / 1 = 16 positions) and says so.
+    window, upto, more = await reader.page(0, [3], 1)
+    assert upto <= 16 and more
+    assert all(i.global_position <= upto for i in window)
+    position, seen = 0, []
+    while True:
+        page, position, more = await reader.page(position, [0, 5], 7)
+        seen += [i.global_position for i in page]
+        if not more:
+            break
+    assert position == head
+    assert seen == [i.global_position for i in items]  # paging loses and repeats nothing
 
 
 async def test_members_join_and_leave_while_writers_append(

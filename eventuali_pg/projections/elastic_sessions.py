@@ -214,12 +214,12 @@ class ElasticSessions(EventHandling):
             try:
                 bell.clear()
                 async with database_step():
-                    items, covered = await reader.page(cursor, owned, self._batch_size)
+                    items, covered, more = await reader.page(cursor, owned, self._batch_size)
                 if items:
                     await self._handle(items)
                 await self._advanced(covered)
                 cursor = max(cursor, covered)
-                if len(items) == self._batch_size:
+                if more:
                     continue
                 if self._checkpoint_due():
                     await self._flush()

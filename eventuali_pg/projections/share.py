@@ -1,11 +1,11 @@
 """Reading one elastic-group member's share of the log, and waking it when there is more.
 
-:class:`ShareReader` reads the head, then the events after a position up to that head whose
-partition is one of the member's, filtered in SQL (the partition hash is a cheap expression on
-the aggregate id, evaluated along the primary-key range scan; only the share is sent and
-decoded). Positions are dense and commit-ordered, so once the head is read every event up to
-it is visible: a page shorter than asked means the member's partitions are covered up to that
-head, including the events of other partitions it skipped.
+:class:`ShareReader` reads the head, then the events after a position, within a bounded window
+below that head, whose partition is one of the member's, filtered in SQL (the partition hash
+is a cheap expression on the aggregate id, evaluated along the primary-key range scan; only the
+share is sent and decoded). Positions are dense and commit-ordered, so once the head is read
+every event up to it is visible: a page shorter than asked means the member's partitions are
+covered up to the window's end, including the events of other partitions it skipped.
 
 :class:`Doorbell` is one per store (a store resource): the store's commit listener for this
 process's appends, and a LISTEN connection of its own for other processes' (unless the store
@@ -48,18 +48,25 @@ class ShareReader:
 
     async def page(
         self, after: int, owned: Sequence[int], limit: int
-    ) -> tuple[list[StreamEvent], int]:
-        """Up to ``limit`` events of partitions ``owned`` after position ``after``, and the
+    ) -> tuple[list[StreamEvent], int, bool]:
+        """Up to ``limit`` events of partitions ``owned`` after position ``after``; the
         position up to which ``owned`` is covered by this read (the last event's when the page
-        is full, else the head)."""
+        is full, else the upper end of the window read); and whether there is more to read.
+
+        One read looks at a window of positions sized to hold about ``limit`` events of the
+        share (``limit * partitions / len(owned)``), so every read scans a bounded range
+        whatever the plan, and catching up scans the log once.
+        """
         head = await self._store.get_global_position()
-        if head <= after:
-            return [], after
+        if head <= after or not owned:
+            return [], after, False
+        window = max(limit, limit * self._partitions // len(owned))
+        upper = min(head, after + window)
         async with self._store.connection() as conn:
             rows = await conn.fetch(
                 self._sql.share_page,
                 after,
-                head,
+                upper,
                 self._partitions,
                 list(owned),
                 limit,
@@ -68,8 +75,8 @@ class ShareReader:
             )
         items = [StreamEvent.from_stored(event) for event in records_to_events(rows)]
         if len(items) == limit:
-            return items, items[-1].global_position
-        return items, head
+            return items, items[-1].global_position, True
+        return items, upper, upper < head
 
 
 class Doorbell:
