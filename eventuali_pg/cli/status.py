@@ -99,6 +99,7 @@ async def collect(connection: Connection, target: Target) -> dict[str, Any]:
             for row in checkpoints
         ],
         "projection_versions": await _projection_versions(connection, schema, head),
+        "consumer_groups": await _consumer_groups(connection, schema, head),
         "dead_letters": await _dead_letters(connection, schema),
         "connections": await _connections(connection),
     }
@@ -126,6 +127,61 @@ async def _projection_versions(
         }
         for row in rows
     ]
+
+
+async def _consumer_groups(
+    connection: Connection, schema: str, head: int
+) -> list[dict[str, Any]] | None:
+    """Every elastic consumer group: its members, the partitions each owns (its share), the
+    lowest checkpoint among them and the lag; partitions with no live owner. None when the
+    schema predates the membership tables."""
+    from ..projections.sql import projection_sql
+
+    if not await connection.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f"{schema}.group_partitions"
+    ):
+        return None
+    sql = projection_sql(schema)
+    groups: dict[str, dict[str, Any]] = {}
+    for row in await connection.fetch(sql.group_member_status):
+        group = groups.setdefault(row["subscription_id"], _new_group(row["subscription_id"]))
+        group["members"][row["member_id"]] = {
+            "member_id": row["member_id"],
+            "alive": bool(row["alive"]),
+            "heartbeat_at": row["heartbeat_at"].isoformat(),
+            "partitions": [],
+            "checkpoint": None,
+            "lag": None,
+        }
+    for row in await connection.fetch(sql.group_status):
+        group = groups.setdefault(row["subscription_id"], _new_group(row["subscription_id"]))
+        group["partitions"] = int(row["partitions"])
+        position = int(row["checkpoint"] or 0)
+        member = group["members"].get(row["owner"]) if row["leased"] else None
+        if member is None:
+            group["unowned"].append(int(row["partition"]))
+            lowest = group["unowned_checkpoint"]
+            group["unowned_checkpoint"] = position if lowest is None else min(lowest, position)
+            continue
+        member["partitions"].append(int(row["partition"]))
+        member["checkpoint"] = min(
+            position if member["checkpoint"] is None else member["checkpoint"], position
+        )
+        member["lag"] = max(0, head - member["checkpoint"])
+    return [
+        {**group, "members": list(group["members"].values())}
+        for _, group in sorted(groups.items())
+    ]
+
+
+def _new_group(subscription_id: str) -> dict[str, Any]:
+    return {
+        "subscription_id": subscription_id,
+        "partitions": None,
+        "members": {},
+        "unowned": [],
+        "unowned_checkpoint": None,
+    }
 
 
 async def _dead_letters(connection: Connection, schema: str) -> dict[str, Any] | None:
@@ -224,6 +280,37 @@ def _print(report: dict[str, Any]) -> None:
                 str(row["checkpoint"]),
                 Text(str(row["lag"]), style="yellow") if row["lag"] else "0",
                 "yes" if row["replaying"] else "",
+            )
+        out.print(table)
+    for group in report["consumer_groups"] or []:
+        table = Table(
+            title=plain(
+                f"consumer group {group['subscription_id']} ({group['partitions']} partitions)"
+            ),
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+        )
+        for column in ("member", "alive", "partitions"):
+            table.add_column(column)
+        for column in ("checkpoint", "lag"):
+            table.add_column(column, justify="right")
+        for member in group["members"]:
+            lag = member["lag"]
+            table.add_row(
+                plain(member["member_id"]),
+                "yes" if member["alive"] else Text("expired", style="red"),
+                ",".join(str(p) for p in member["partitions"]) or "-",
+                "-" if member["checkpoint"] is None else str(member["checkpoint"]),
+                "-" if lag is None else (Text(str(lag), style="yellow") if lag else "0"),
+            )
+        if group["unowned"]:
+            unowned_lag = report["head"] - (group["unowned_checkpoint"] or 0)
+            table.add_row(
+                Text("(no live owner)", style="red"),
+                "",
+                ",".join(str(p) for p in group["unowned"]),
+                str(group["unowned_checkpoint"] or 0),
+                Text(str(max(0, unowned_lag)), style="yellow"),
             )
         out.print(table)
     dead = report["dead_letters"]

@@ -3,6 +3,7 @@ consumer groups and single active consumers."""
 
 from .checkpoints import Checkpoint, CheckpointStore
 from .dead_letters import DeadLetter, DeadLetterQueue
+from .elastic import ElasticGroup, share_partition
 from .groups import ConsumerGroup, member_for
 from .leases import AdvisoryLease
 from .projection import Projection, TransactionalProjection
@@ -18,6 +19,7 @@ __all__ = [
     "ConsumerGroup",
     "DeadLetter",
     "DeadLetterQueue",
+    "ElasticGroup",
     "Projection",
     "ProjectionRunner",
     "ProjectionStats",
@@ -28,6 +30,7 @@ __all__ = [
     "member_for",
     "reset_group",
     "retire",
+    "share_partition",
     "versions",
     "wait_for_checkpoint",
 ]

@@ -20,6 +20,7 @@ from ..stream.stream_event import StreamEvent
 from ._db import DatabaseFailure, HandlerFailure, cancelling, database_step
 from .checkpoints import CheckpointStore
 from .dead_letters import DeadLetterQueue
+from .elastic import ElasticGroup
 from .groups import ConsumerGroup
 from .projection import AnyProjection, TransactionalProjection
 
@@ -40,7 +41,7 @@ class EventHandling:
     _positions: dict[str, int]
     _checkpoints: CheckpointStore
     _dead_letters: DeadLetterQueue
-    _group: ConsumerGroup | None
+    _group: ConsumerGroup | ElasticGroup | None
     _exactly_once: bool
     _connection: Any
     _progress: asyncio.Condition
@@ -59,18 +60,29 @@ class EventHandling:
     _parked: int
     _replay_until: int
 
-    def _mine(self, batch: Sequence[StreamEvent]) -> list[StreamEvent]:
+    async def _fence(self, connection: Any) -> None:
+        """In the transaction of a batch (exactly-once): refuse to commit when this runner no
+        longer owns what it handles. Ownership that is not leased per partition (a single
+        subscription, a fixed group) is fenced by the checkpoints alone."""
+
+    def _partition_checkpoint(self, aggregate_id: str) -> str | None:
+        """The checkpoint id of the partition of ``aggregate_id`` when this runner handles it
+        now; None when it is another member's share."""
         group = self._group
         if group is None:
+            return self._subscription_id
+        checkpoint_id = group.partition_checkpoint_id(
+            self._subscription_id, group.partition(aggregate_id)
+        )
+        return checkpoint_id if checkpoint_id in self._positions else None
+
+    def _mine(self, batch: Sequence[StreamEvent]) -> list[StreamEvent]:
+        if self._group is None:
             return list(batch)
         mine = []
         for item in batch:
-            if not group.owns(item.event.aggregate_id):
-                continue
-            partition = group.partition_checkpoint_id(
-                self._subscription_id, group.partition(item.event.aggregate_id)
-            )
-            if item.global_position > self._positions[partition]:
+            partition = self._partition_checkpoint(item.event.aggregate_id)
+            if partition is not None and item.global_position > self._positions[partition]:
                 mine.append(item)  # else: handled already, by this partition's former member
         return mine
 
@@ -127,6 +139,7 @@ class EventHandling:
         if self._exactly_once:
             conn = self._connection
             async with database_step(), conn.transaction():
+                await self._fence(conn)
                 await self._advance_checkpoints(last, connection=conn)
                 await self._call_handler(events, single, conn)
             self._moved(last)
@@ -157,9 +170,8 @@ class EventHandling:
     async def _one_by_one(
         self, batch: list[StreamEvent], first_error: BaseException | None
     ) -> None:
-        group = self._group
         for item in batch:
-            if group is not None and not group.owns(item.event.aggregate_id):
+            if self._partition_checkpoint(item.event.aggregate_id) is None:
                 continue
             await self._attempt(item, first_error)
             await self._advanced(item.global_position)
@@ -206,6 +218,7 @@ class EventHandling:
             if self._exactly_once:
                 conn = self._connection
                 async with database_step(), conn.transaction():
+                    await self._fence(conn)
                     await self._advance_checkpoints(item.global_position, connection=conn)
                     await self._dead_letters.park(
                         self._subscription_id, item.event, error, attempts, connection=conn

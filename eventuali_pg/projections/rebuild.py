@@ -11,12 +11,14 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidInputError
+from ..errors import ConfigurationError, InvalidInputError
 from ._db import own_connection
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetterQueue
-from .groups import ConsumerGroup
+from .elastic import ElasticGroup
+from .groups import DEFAULT_PARTITIONS, ConsumerGroup
 from .projection import AnyProjection, Projection, TransactionalProjection
+from .sql import projection_sql
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
@@ -45,9 +47,17 @@ async def rewind(
 
 
 async def reset_group(
-    store: EventStore, projection: AnyProjection, *, subscription_id: str, size: int
+    store: EventStore,
+    projection: AnyProjection,
+    *,
+    subscription_id: str,
+    size: int | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
+    elastic: bool = False,
 ) -> None:
-    """Rebuild consumer group ``subscription_id`` of ``size`` members from position 0.
+    """Rebuild consumer group ``subscription_id`` from position 0: a fixed group of ``size``
+    members, or with ``elastic=True`` an :class:`ElasticGroup` (of ``partitions``, the
+    number its members use), which is refused while any member is alive.
 
     Stop every member first (in every process). In one transaction this calls the
     projection's ``reset`` (a :class:`TransactionalProjection`'s gets the connection; an
@@ -62,5 +72,22 @@ async def reset_group(
             "projection must be a Projection or a TransactionalProjection (its reset empties the "
             f"group's read model), got {type(projection).__name__}"
         )
-    group = ConsumerGroup(size=size, member=0)
+    if elastic:
+        elastic_group = ElasticGroup(partitions=partitions)
+        sql = projection_sql(store.schema)
+        async with store.connection() as conn:
+            live = [row["member_id"] for row in await conn.fetch(
+                sql.group_members_live, subscription_id
+            )]
+        if live:
+            raise ConfigurationError(
+                f"consumer group {subscription_id!r} still has live members ({', '.join(live)}): "
+                "stop every member (in every process) before rebuilding it"
+            )
+        ids = elastic_group.group_checkpoint_ids(subscription_id)
+        await rewind(store, projection, subscription_id, ids)
+        return
+    if size is None:
+        raise InvalidInputError("reset_group needs size= for a fixed group, or elastic=True")
+    group = ConsumerGroup(size=size, member=0, partitions=partitions)
     await rewind(store, projection, subscription_id, group.group_checkpoint_ids(subscription_id))

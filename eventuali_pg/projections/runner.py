@@ -47,9 +47,11 @@ from ._db import (
 )
 from .checkpoints import CheckpointStore, check_subscription_id
 from .dead_letters import DeadLetter, DeadLetterQueue
+from .elastic import ElasticGroup
+from .elastic_sessions import ElasticSessions
 from .groups import ConsumerGroup
 from .leases import AdvisoryLease, LeaseLost
-from .processing import EventHandling
+from .membership import GroupMembership
 from .projection import AnyProjection, Projection, TransactionalProjection
 from .rebuild import rewind
 from .versions import check_version, register, restart_replay, versioned_id
@@ -91,7 +93,7 @@ class ProjectionStats:
     last_error: str | None
 
 
-class ProjectionRunner(EventHandling):
+class ProjectionRunner(ElasticSessions):
     """Runs ``projection`` over the events of ``store``, durably. See the module docstring.
 
     Options: ``subscription_id`` (required; names the checkpoint and the dead letters),
@@ -121,7 +123,7 @@ class ProjectionRunner(EventHandling):
         max_attempts: int = 5,
         retry_delay: float = 0.1,
         max_retry_delay: float = 10.0,
-        group: ConsumerGroup | None = None,
+        group: ConsumerGroup | ElasticGroup | None = None,
         single_active: bool = False,
         lease_poll_interval: float = 1.0,
         lease_heartbeat_interval: float = 2.0,
@@ -155,10 +157,17 @@ class ProjectionRunner(EventHandling):
             ("stop_timeout", stop_timeout),
         ):
             _check_seconds(name, seconds)
-        if group is not None and not isinstance(group, ConsumerGroup):
-            raise InvalidInputError(f"group must be a ConsumerGroup or None, got {group!r}")
+        if group is not None and not isinstance(group, (ConsumerGroup, ElasticGroup)):
+            raise InvalidInputError(
+                f"group must be a ConsumerGroup, an ElasticGroup or None, got {group!r}"
+            )
         if not isinstance(single_active, bool):
             raise ConfigurationError(f"single_active must be True or False, got {single_active!r}")
+        if single_active and isinstance(group, ElasticGroup):
+            raise ConfigurationError(
+                "single_active=True does not combine with an ElasticGroup: its partitions "
+                "already have one owner at a time (start more members instead of standbys)"
+            )
         # Validates the filters now rather than at the first subscribe.
         probe = Subscription(
             id=subscription_id,
@@ -166,6 +175,7 @@ class ProjectionRunner(EventHandling):
             event_type_filter=event_type_filter,
         )
         self._filtered = probe.aggregate_types is not None or probe.event_types is not None
+        self._share_filters = (probe.aggregate_types, probe.event_types)
         self._store = store
         self._projection = projection
         self._subscription_id = subscription_id
@@ -198,12 +208,21 @@ class ProjectionRunner(EventHandling):
             if single_active
             else None
         )
-        # The checkpoint rows: the subscription's own, or one per partition a member handles.
-        self._checkpoint_ids = (
-            group.partition_checkpoint_ids(subscription_id)
-            if group is not None
-            else [subscription_id]
+        # The checkpoint rows: the subscription's own, or one per partition a member handles
+        # (an elastic member: every partition of the group; it handles those it owns now).
+        self._membership = (
+            GroupMembership(store, subscription_id, group)
+            if isinstance(group, ElasticGroup)
+            else None
         )
+        self._owned: frozenset[int] = frozenset()
+        self._rebalance_due = False
+        if isinstance(group, ElasticGroup):
+            self._checkpoint_ids = group.group_checkpoint_ids(subscription_id)
+        elif group is not None:
+            self._checkpoint_ids = group.partition_checkpoint_ids(subscription_id)
+        else:
+            self._checkpoint_ids = [subscription_id]
         self._positions: dict[str, int] = dict.fromkeys(self._checkpoint_ids, 0)
         self._replay_until = 0  # known once a session has recorded the version
         projection._bind(self._checkpoints, self._checkpoint_ids)
@@ -307,6 +326,14 @@ class ProjectionRunner(EventHandling):
                 dsn=self._store.dsn,
                 action=f"running projection {self._checkpoint_id!r}",
             )
+        if self._membership is not None:
+            await self._membership.join()  # a misconfigured group fails here, not in the task
+            self._stopping = False
+            self._processed = self._committed = 0
+            self._task = asyncio.create_task(
+                self._supervise_elastic(), name=f"eventuali_pg projection {self._checkpoint_id}"
+            )
+            return
         streamer = EventStreamer(capacity=self._capacity)
         await self._store.attach_streamer(streamer)
         self._streamer = streamer
@@ -341,6 +368,18 @@ class ProjectionRunner(EventHandling):
                 except Exception as exc:
                     logger.warning(
                         "projection %r: final checkpoint not written (%s)", self._checkpoint_id, exc
+                    )
+            if self._membership is not None and not self._store.closed:
+                # After the checkpoints: the next owners resume where this member stopped.
+                self._owned = frozenset()
+                try:
+                    await self._membership.leave()
+                except Exception as exc:
+                    logger.warning(
+                        "projection %r: could not leave the group (%s); its partitions move "
+                        "when their leases run out",
+                        self._checkpoint_id,
+                        exc,
                     )
         finally:
             self._task = None
@@ -396,6 +435,14 @@ class ProjectionRunner(EventHandling):
         one read model, so the group is rebuilt as a whole with :func:`reset_group`.
         """
         group = self._group
+        if isinstance(group, ElasticGroup):
+            raise ConfigurationError(
+                f"projection runner {self._checkpoint_id!r} is a member of an elastic consumer "
+                "group: resetting one member would empty the read model the others share. Stop "
+                "every member (in every process), call eventuali_pg.projections.reset_group("
+                f"store, projection, subscription_id={self._base_subscription_id!r}, "
+                f"partitions={group.partitions}, elastic=True), then start the members again"
+            )
         if group is not None:
             raise ConfigurationError(
                 f"projection runner {self._checkpoint_id!r} is member {group.member} of a "

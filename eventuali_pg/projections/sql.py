@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from functools import cache
 
 from .._identifiers import validate_identifier
+from ..store.sql import EVENT_COLUMNS
+
+#: The partition hash of an elastic group in SQL: the first 32 bits of the MD5 of the aggregate
+#: id, unsigned (``partition = hash % partitions``). Python computes the same value with
+#: hashlib (:func:`eventuali_pg.projections.elastic.share_hash`).
+SHARE_HASH = "('x' || substr(md5(aggregate_id), 1, 8))::bit(32)::bigint"
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ SELECT v.subscription_id, v.version, v.replay_until, v.active,
                                        ELSE v.subscription_id || '@v' || v.version END
            OR c.subscription_id LIKE (CASE WHEN v.version = 1 THEN v.subscription_id
                                            ELSE v.subscription_id || '@v' || v.version END)
-                                     || '#partition-%') AS checkpoint
+                                     || '#%') AS checkpoint
 FROM {s}.projection_versions v
 WHERE $1::text IS NULL OR v.subscription_id = $1
 ORDER BY v.subscription_id, v.version
@@ -254,6 +260,164 @@ SET error = EXCLUDED.error, traceback = EXCLUDED.traceback,
     def dead_letter_count(self) -> str:
         """Number of parked events of subscription ``$1``."""
         return f"SELECT count(*) FROM {self.schema}.dead_letters WHERE subscription_id = $1"
+
+    # -- elastic consumer groups (membership.py, share.py) -------------------------------------
+
+    @property
+    def share_page(self) -> str:
+        """Events after ``$1`` up to ``$2`` whose partition (of ``$3`` partitions) is one of
+        ``$4``, in position order, at most ``$5``: one member's share, filtered in SQL (and by
+        aggregate types ``$6`` and event types ``$7``, each NULL for all)."""
+        return (
+            f"SELECT {EVENT_COLUMNS} FROM {self.schema}.events "
+            f"WHERE global_position > $1 AND global_position <= $2 "
+            f"AND {SHARE_HASH} % $3 = ANY($4::bigint[]) "
+            "AND ($6::text[] IS NULL OR aggregate_type = ANY($6::text[])) "
+            "AND ($7::text[] IS NULL OR event_type = ANY($7::text[])) "
+            "ORDER BY global_position LIMIT $5"
+        )
+
+    @property
+    def group_partitions_create(self) -> str:
+        """The ``$2`` partition rows of group ``$1`` (the ones missing)."""
+        return (
+            f"INSERT INTO {self.schema}.group_partitions (subscription_id, partition, partitions) "
+            "SELECT $1, p, $2 FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING"
+        )
+
+    @property
+    def group_partition_counts(self) -> str:
+        """The partition counts recorded for group ``$1`` (one, unless misconfigured)."""
+        return (
+            f"SELECT DISTINCT partitions FROM {self.schema}.group_partitions "
+            "WHERE subscription_id = $1 UNION "
+            f"SELECT DISTINCT partitions FROM {self.schema}.group_members "
+            "WHERE subscription_id = $1 AND expires_at >= now()"
+        )
+
+    @property
+    def group_member_heartbeat(self) -> str:
+        """Register member ``$2`` of group ``$1`` (``$3`` partitions), alive for ``$4`` s."""
+        return f"""
+INSERT INTO {self.schema}.group_members AS m
+    (subscription_id, member_id, partitions, joined_at, heartbeat_at, expires_at)
+VALUES ($1, $2, $3, now(), now(), now() + make_interval(secs => $4))
+ON CONFLICT (subscription_id, member_id) DO UPDATE
+SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at, partitions = EXCLUDED.partitions
+"""
+
+    @property
+    def group_members_expire(self) -> str:
+        """Forget the members of group ``$1`` whose heartbeat ran out."""
+        return (
+            f"DELETE FROM {self.schema}.group_members "
+            "WHERE subscription_id = $1 AND expires_at < now()"
+        )
+
+    @property
+    def group_members_live(self) -> str:
+        """Live members of group ``$1``, by id (the order that deals out the shares)."""
+        return (
+            f"SELECT member_id FROM {self.schema}.group_members "
+            "WHERE subscription_id = $1 AND expires_at >= now() ORDER BY member_id"
+        )
+
+    @property
+    def group_partitions_renew(self) -> str:
+        """Extend member ``$2``'s leases in group ``$1`` by ``$3`` s; returns its partitions.
+
+        A lease that ran out but was not claimed by another member is still this member's:
+        nobody else has processed the partition, so keeping it is safe.
+        """
+        return (
+            f"UPDATE {self.schema}.group_partitions "
+            "SET lease_expires_at = now() + make_interval(secs => $3) "
+            "WHERE subscription_id = $1 AND owner = $2 RETURNING partition"
+        )
+
+    @property
+    def group_partitions_claim(self) -> str:
+        """Give member ``$2`` of group ``$1`` up to ``$4`` free partitions (no owner, or a
+        lease that ran out), leased for ``$3`` s; returns them. A partition whose row is locked
+        (its owner's transaction is committing) is skipped, never waited for."""
+        s = self.schema
+        return f"""
+UPDATE {s}.group_partitions g
+SET owner = $2, owned_since = now(), lease_expires_at = now() + make_interval(secs => $3)
+FROM (
+    SELECT partition FROM {s}.group_partitions
+    WHERE subscription_id = $1 AND (owner IS NULL OR lease_expires_at < now())
+    ORDER BY partition LIMIT $4 FOR UPDATE SKIP LOCKED
+) AS free
+WHERE g.subscription_id = $1 AND g.partition = free.partition
+RETURNING g.partition
+"""
+
+    @property
+    def group_partitions_free(self) -> str:
+        """How many partitions of group ``$1`` have no live owner."""
+        return (
+            f"SELECT count(*) FROM {self.schema}.group_partitions "
+            "WHERE subscription_id = $1 AND (owner IS NULL OR lease_expires_at < now())"
+        )
+
+    @property
+    def group_partitions_release(self) -> str:
+        """Member ``$2`` of group ``$1`` gives partitions ``$3`` up."""
+        return (
+            f"UPDATE {self.schema}.group_partitions "
+            "SET owner = NULL, owned_since = NULL, lease_expires_at = NULL "
+            "WHERE subscription_id = $1 AND owner = $2 AND partition = ANY($3::int[])"
+        )
+
+    @property
+    def group_partitions_release_all(self) -> str:
+        """Member ``$2`` of group ``$1`` gives every partition up."""
+        return (
+            f"UPDATE {self.schema}.group_partitions "
+            "SET owner = NULL, owned_since = NULL, lease_expires_at = NULL "
+            "WHERE subscription_id = $1 AND owner = $2"
+        )
+
+    @property
+    def group_member_leave(self) -> str:
+        """Member ``$2`` leaves group ``$1`` (its partitions are released first)."""
+        return (
+            f"DELETE FROM {self.schema}.group_members WHERE subscription_id = $1 AND member_id = $2"
+        )
+
+    @property
+    def group_partitions_fence(self) -> str:
+        """Which of partitions ``$3`` member ``$2`` of group ``$1`` owns, share-locked until
+        the transaction ends (a claim by another member waits for this commit)."""
+        return (
+            f"SELECT partition FROM {self.schema}.group_partitions "
+            "WHERE subscription_id = $1 AND owner = $2 AND partition = ANY($3::int[]) FOR SHARE"
+        )
+
+    @property
+    def group_status(self) -> str:
+        """Every partition of every elastic group, with its owner, lease and checkpoint."""
+        s = self.schema
+        return f"""
+SELECT g.subscription_id, g.partition, g.partitions, g.owner,
+       g.owner IS NOT NULL AND g.lease_expires_at >= now() AS leased,
+       c.position AS checkpoint
+FROM {s}.group_partitions g
+LEFT JOIN {s}.checkpoints c
+       ON c.subscription_id
+          = g.subscription_id || '#share-' || g.partition || '-of-' || g.partitions
+ORDER BY g.subscription_id, g.partition
+"""
+
+    @property
+    def group_member_status(self) -> str:
+        """Every member row of every elastic group (live or not yet expired away)."""
+        return (
+            "SELECT subscription_id, member_id, partitions, joined_at, heartbeat_at, "
+            f"expires_at >= now() AS alive FROM {self.schema}.group_members "
+            "ORDER BY subscription_id, member_id"
+        )
 
     @staticmethod
     def try_lock() -> str:

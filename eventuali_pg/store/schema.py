@@ -179,6 +179,37 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         CheckConstraint("version >= 1", name="projection_versions_version_positive"),
     )
 
+    # Elastic consumer groups (eventuali_pg.projections.membership): live members, renewed
+    # every heartbeat, and one lease row per partition naming its owner.
+    Table(
+        "group_members",
+        metadata,
+        Column("subscription_id", Text, nullable=False),
+        Column("member_id", Text, nullable=False),
+        Column("partitions", Integer, nullable=False),
+        Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column(
+            "heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+        ),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint("subscription_id", "member_id", name="group_members_pkey"),
+        CheckConstraint("partitions >= 1", name="group_members_partitions_positive"),
+    )
+    Table(
+        "group_partitions",
+        metadata,
+        Column("subscription_id", Text, nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("partitions", Integer, nullable=False),
+        Column("owner", Text, nullable=True),
+        Column("owned_since", DateTime(timezone=True), nullable=True),
+        Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+        PrimaryKeyConstraint("subscription_id", "partition", name="group_partitions_pkey"),
+        CheckConstraint(
+            "partition >= 0 AND partition < partitions", name="group_partitions_in_range"
+        ),
+    )
+
     Table(
         "checkpoints",
         metadata,

@@ -14,7 +14,7 @@ import logging
 import signal
 
 from eventuali_pg import EventStore
-from eventuali_pg.projections import ConsumerGroup, ProjectionRunner
+from eventuali_pg.projections import ConsumerGroup, ElasticGroup, ProjectionRunner
 from helpers.projection_domain import CountingProjection, DeliveryProjection
 
 
@@ -31,6 +31,10 @@ async def main() -> None:
     parser.add_argument("--group-size", type=int, default=0)
     parser.add_argument("--member", type=int, default=0)
     parser.add_argument("--single-active", action="store_true")
+    parser.add_argument("--elastic", action="store_true", help="ElasticGroup, member id = worker")
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--lease-seconds", type=float, default=2.0)
+    parser.add_argument("--heartbeat-seconds", type=float, default=0.3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -46,7 +50,16 @@ async def main() -> None:
         projection = CountingProjection(args.worker, args.slow)
     else:
         projection = delivery = DeliveryProjection(args.dsn, args.worker, args.slow)
-    group = ConsumerGroup(size=args.group_size, member=args.member) if args.group_size else None
+    group: ConsumerGroup | ElasticGroup | None = None
+    if args.elastic:
+        group = ElasticGroup(
+            partitions=args.partitions,
+            member_id=args.worker,
+            lease_seconds=args.lease_seconds,
+            heartbeat_seconds=args.heartbeat_seconds,
+        )
+    elif args.group_size:
+        group = ConsumerGroup(size=args.group_size, member=args.member)
     runner = ProjectionRunner(
         store,
         projection,
