@@ -486,6 +486,7 @@ async def test_checkpoint_and_dead_letter_calls(
 
 @SETTINGS
 @given(snapshot_every=weird, snapshot_version=weird)
+@example(snapshot_every=1, snapshot_version=2**31)  # before the fix: every snapshot write failed
 async def test_snapshot_settings(
     store: EventStore, dsn: str, snapshot_every: Any, snapshot_version: Any
 ) -> None:
@@ -509,6 +510,25 @@ async def test_snapshot_settings(
     for n in range(3):
         aggregate.tick(n)
     await store.save(aggregate)
-    await asyncio.sleep(0)
+    if cls.snapshot_every is not None and cls.snapshot_every <= 3:  # a snapshot is due
+
+        async def snapshot_written() -> bool:
+            connection = await asyncpg.connect(dsn)
+            try:
+                return bool(
+                    await connection.fetchval(
+                        "SELECT count(*) FROM eventuali.snapshots WHERE aggregate_id = $1",
+                        aggregate.id,
+                    )
+                )
+            finally:
+                await connection.close()
+
+        try:
+            async with asyncio.timeout(WAIT):
+                while not await snapshot_written():  # noqa: ASYNC110 - bounded, a task writes it
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            raise AssertionError(f"no snapshot written for {cls.__name__} in {WAIT}s") from None
     loaded = await store.load(cls, aggregate.id)
     assert loaded is not None and loaded.version == 3 and loaded.count == 3
