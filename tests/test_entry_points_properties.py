@@ -436,10 +436,12 @@ async def test_projection_runner_options(
 
 @SETTINGS
 @given(size=weird, member=weird, partitions=weird)
+@example(size=1, member=0, partitions=2**40)  # before the fix: a runner's start never ended
 async def test_consumer_group_arguments(size: Any, member: Any, partitions: Any) -> None:
     async def group() -> ConsumerGroup:
         made = ConsumerGroup(size=size, member=member, partitions=partitions)
         assert made.owns("some-aggregate") in (True, False)
+        assert 1 <= len(made.owned_partitions) <= made.partitions  # what a member starts with
         return made
 
     await works_or_typed_error(group)
