@@ -15,7 +15,7 @@ then starts it again on the same data folder, several times. At the end:
 The figures (saves acknowledged, retried, in doubt resolved, crashes survived) are printed.
 The normal suite runs a bounded form (2 crashes); the long form, on its own::
 
-    EVENTUALI_PG_CHECKER_CRASHES=20 EVENTUALI_PG_CHECKER_TERMINATIONS=5 \\
+    EVENTUALI_PG_CHECKER_CRASHES=50 EVENTUALI_PG_CHECKER_TERMINATIONS=6 \\
         .venv/bin/python -m pytest -m slow -s tests/test_crash_checker.py
 
 ``EVENTUALI_PG_CHECKER_SEED`` repeats a run's random choices (the printed seed). No assertion is
