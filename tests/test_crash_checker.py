@@ -1,10 +1,12 @@
 """The crash-and-retry checker (issue 11 item 5): acknowledged saves survive crashes exactly once.
 
-Writers save continuously, each retrying a save on :class:`DatabaseUnavailableError` until it is
+Writers save continuously (``save``, ``save_all``, and ``store.transaction()`` for a quarter of
+the saves), each retrying a save on :class:`DatabaseUnavailableError` until it is
 acknowledged (a retried save is idempotent: events already stored are not written again), while
-the checker terminates client connections at random (in-flight appends first, so some saves
-commit and lose their answer) and SIGKILLs the postmaster of an embedded server of its own,
-then starts it again on the same data folder, several times. At the end:
+the checker terminates client connections at random (one running a statement first), makes saves
+commit and lose their answer (a synchronous standby that never comes holds their commits, and
+the waiting connections are terminated), and SIGKILLs the postmaster of an embedded server of
+its own, then starts it again on the same data folder, several times. At the end:
 
 * every acknowledged event is stored exactly once, at the position it was acknowledged with,
   and nothing else is stored; no event id appears twice; positions are 1..N with no hole;
@@ -74,6 +76,7 @@ class Figures:
 
     seed: int = SEED
     saves_acknowledged: int = 0
+    saves_in_transactions: int = 0  # of which through store.transaction()
     events_acknowledged: int = 0
     saves_retried: int = 0  # saves that needed at least one retry
     retry_attempts: int = 0
@@ -90,7 +93,8 @@ class Figures:
     def report(self) -> str:
         return (
             f"crash checker (seed {self.seed}): {self.saves_acknowledged} saves acknowledged "
-            f"({self.events_acknowledged} events), {self.saves_retried} retried "
+            f"({self.events_acknowledged} events, {self.saves_in_transactions} saves in "
+            f"transactions), {self.saves_retried} retried "
             f"({self.retry_attempts} attempts), {self.in_doubt_resolved} in doubt resolved "
             f"(found already stored), {self.crashes_survived} crashes survived, "
             f"{self.connections_terminated} connections terminated "
@@ -137,17 +141,22 @@ class Checker:
                         aggregate.tick(n, f"w{writer}")
                         n += 1
                 events = [e for a in chosen for e in a.get_uncommitted_events()]
-                await self.save_until_acknowledged(chosen)
+                in_transaction = rng.random() < 0.25
+                await self.save_until_acknowledged(chosen, in_transaction=in_transaction)
                 self.acknowledged += events
                 self.figures.saves_acknowledged += 1
+                self.figures.saves_in_transactions += in_transaction
                 self.figures.events_acknowledged += len(events)
                 await asyncio.sleep(rng.uniform(0, 0.004))
         except BaseException as exc:
             self.failures.append(exc)
             raise
 
-    async def save_until_acknowledged(self, aggregates: list[Ticker]) -> None:
-        """Save; on DatabaseUnavailableError save the same aggregates again until it succeeds."""
+    async def save_until_acknowledged(
+        self, aggregates: list[Ticker], *, in_transaction: bool
+    ) -> None:
+        """Save (plainly, or in a ``store.transaction()``); on DatabaseUnavailableError save the
+        same aggregates again, the same way, until it succeeds."""
         attempts = 0
         while True:
             already_stored = False
@@ -157,7 +166,10 @@ class Checker:
                     # means the attempt whose answer was lost had committed.
                     versions = [await self.store.get_aggregate_version(a.id) for a in aggregates]
                     already_stored = versions == [a.version for a in aggregates]
-                if len(aggregates) == 1:
+                if in_transaction:
+                    async with self.store.transaction() as tx:
+                        await tx.save_all(aggregates)
+                elif len(aggregates) == 1:
                     await self.store.save(aggregates[0])
                 else:
                     await self.store.save_all(aggregates)
