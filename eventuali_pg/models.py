@@ -320,9 +320,17 @@ class Aggregate(BaseModel):
         for name, value in settings.items():
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            # snapshot_version is stored in an integer column: up to 2^31 - 1
+            highest = 2**31 - 1 if name == "snapshot_version" else None
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 1
+                or (highest is not None and value > highest)
+            ):
+                bound = f" and <= {highest}" if highest is not None else ""
                 raise InvalidInputError(
-                    f"{name} of {cls.__qualname__} must be an integer >= 1, got {value!r}"
+                    f"{name} of {cls.__qualname__} must be an integer >= 1{bound}, got {value!r}"
                 )
             setattr(cls, name, value)
         if "aggregate_type" not in cls.__dict__:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError, InvalidInputError
-from ..store.validation import check_position
+from ..errors import CheckpointError
+from ..store.validation import check_position, check_text
 from ._db import using
 from .sql import ProjectionSql, projection_sql
 
@@ -30,10 +30,9 @@ class Checkpoint:
 
 
 def check_subscription_id(value: object, *, what: str = "subscription id") -> str:
-    """A subscription or checkpoint id: a non-empty string."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
-    return value
+    """A subscription or checkpoint id: a non-empty string PostgreSQL can store (no NUL, no
+    lone surrogate, at most 1024 UTF-8 bytes)."""
+    return check_text(value, what=what)
 
 
 class CheckpointStore:
@@ -154,8 +153,7 @@ class CheckpointStore:
 
     async def list(self, prefix: str = "") -> list[Checkpoint]:
         """Every checkpoint whose id starts with ``prefix`` (all by default), sorted by id."""
-        if not isinstance(prefix, str):
-            raise InvalidInputError(f"prefix must be a string, got {prefix!r}")
+        check_text(prefix, what="prefix", allow_empty=True)
         async with using(self._store, None) as conn:
             rows = await conn.fetch(self._sql.checkpoint_list, prefix)
         return [

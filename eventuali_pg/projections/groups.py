@@ -22,6 +22,9 @@ from ..errors import InvalidInputError
 
 #: Partitions of a consumer group unless it says otherwise (the largest size it can grow to).
 DEFAULT_PARTITIONS = 16
+#: The most partitions a group may have: each keeps a checkpoint row that its member reads and
+#: moves, and a member lists its partitions when it starts.
+MAX_PARTITIONS = 4096
 
 
 def partition_of(aggregate_id: str, partitions: int = DEFAULT_PARTITIONS) -> int:
@@ -54,6 +57,11 @@ class ConsumerGroup:
     def __post_init__(self) -> None:
         _positive(self.size, "group size")
         _positive(self.partitions, "partitions")
+        if self.partitions > MAX_PARTITIONS:
+            raise InvalidInputError(
+                f"partitions must be at most {MAX_PARTITIONS} (one checkpoint row each), got "
+                f"{self.partitions!r}"
+            )
         if self.size > self.partitions:
             raise InvalidInputError(
                 f"a group of {self.size} members needs at least as many partitions, got "

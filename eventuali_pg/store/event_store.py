@@ -32,7 +32,7 @@ from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
 from .transaction import TransactionScope, save_in_caller_transaction
-from .validation import check_aggregates_to_save
+from .validation import check_aggregate_class, check_aggregates_to_save
 from .writer import AppendWriter
 
 if TYPE_CHECKING:
@@ -362,6 +362,7 @@ class EventStore(UpstreamStoreMethods):
         :mod:`eventuali_pg.store.snapshots`).
         """
         self._check_open()
+        check_aggregate_class(cls)
         if cls.snapshot_every is not None:
             loaded = await load_from_snapshot(
                 self._reader, self._pool, self._sql, self.dsn, cls, aggregate_id

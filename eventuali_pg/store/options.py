@@ -11,6 +11,11 @@ from ..errors import ConfigurationError
 from .sql import DEFAULT_SCHEMA
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+#: The most connections a PostgreSQL server can have (its MAX_BACKENDS); a bigger pool can
+#: never fill, and asyncpg allocates a slot per connection up front.
+MAX_POOL_SIZE = 2**18 - 1
+#: page_size is a row limit of the reads: PostgreSQL ``bigint``.
+MAX_PAGE_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,11 @@ class StoreOptions:
         validate_identifier(self.notify_channel, what="notification channel")
         for name in ("max_payload_bytes", "pool_max_size", "page_size", "max_batch_events"):
             _positive_int(getattr(self, name), name)
+        for name, highest in (("pool_max_size", MAX_POOL_SIZE), ("page_size", MAX_PAGE_SIZE)):
+            if getattr(self, name) > highest:
+                raise ConfigurationError(
+                    f"{name} must be at most {highest}, got {getattr(self, name)!r}"
+                )
         if not _is_int(self.pool_min_size) or not 0 <= self.pool_min_size <= self.pool_max_size:
             raise ConfigurationError(
                 "pool_min_size must be an integer between 0 and pool_max_size, "

@@ -156,11 +156,22 @@ def check_timestamp(value: object, *, what: str = "timestamp") -> datetime:
     return value
 
 
+def check_aggregate_class(cls: object) -> None:
+    """An Aggregate subclass (the class to rebuild an aggregate with)."""
+    if not (isinstance(cls, type) and issubclass(cls, Aggregate)):
+        raise InvalidInputError(f"expected an Aggregate class, got {cls!r}")
+
+
 def check_aggregates_to_save(
     aggregates: Iterable[Aggregate],
 ) -> list[tuple[Aggregate, list[Event]]]:
     """Aggregates with well-formed uncommitted events, each once, paired with those events;
     aggregates with none are skipped."""
+    if isinstance(aggregates, Aggregate) or not isinstance(aggregates, Iterable):
+        raise InvalidInputError(
+            "save_all takes a collection of aggregates (save takes one aggregate), got "
+            f"{type(aggregates).__name__}"
+        )
     seen: set[str] = set()
     pending: list[tuple[Aggregate, list[Event]]] = []
     for aggregate in aggregates:

@@ -16,7 +16,7 @@ from ..errors import (
     UnknownSubscriptionError,
 )
 from ..models import Event
-from ..store.validation import check_position
+from ..store.validation import check_aggregate_id, check_position
 from .receiver import EventStreamReceiver, ReceiverStats
 from .source import EventSource
 from .stream_event import StreamEvent
@@ -207,6 +207,7 @@ class EventStreamer:
     async def get_stream_position(self, stream_id: str) -> int | None:
         """The last stream position (aggregate version) published for aggregate ``stream_id``,
         None if none was published."""
+        check_aggregate_id(stream_id)
         if self._source is not None:
             if self._head == 0:
                 return None

@@ -145,5 +145,8 @@ class SubscriptionBuilder:
 
 def _names(value: str | Collection[str], what: str) -> list[str]:
     names = check_name_filter(value, what=what)
-    assert names is not None
+    if names is None:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"{what} must be a name or a collection of names, got None")
     return names
