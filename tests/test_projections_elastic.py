@@ -302,6 +302,8 @@ async def test_misconfigured_elastic_groups_are_refused(store: EventStore) -> No
         ElasticGroup(lease_seconds=1.0, heartbeat_seconds=1.0)
     with pytest.raises(InvalidInputError, match="partitions"):
         ElasticGroup(partitions=0)
+    with pytest.raises(InvalidInputError, match="from 1 to 4096"):
+        ElasticGroup(partitions=2**40)  # a member would list every partition: never starts
     with pytest.raises(ConfigurationError, match="single_active"):
         member(store, "x", single_active=True)
     first = member(store, "p16")

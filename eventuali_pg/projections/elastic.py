@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
-from .groups import DEFAULT_PARTITIONS
+from .groups import DEFAULT_PARTITIONS, MAX_PARTITIONS
 
 #: Seconds a member's lease lasts without a heartbeat (a killed member's partitions are free
 #: again after this long).
@@ -57,10 +57,10 @@ class ElasticGroup:
     """Membership of one runner in a consumer group whose size changes while it runs:
     ``ElasticGroup()`` in every process with the same ``subscription_id``.
 
-    ``partitions`` (default 16) is the most members that get work; keep it the same for every
-    member and for the life of the subscription. ``member_id`` names this member (default:
-    host, process id and a random suffix; unique per runner). ``lease_seconds`` is how long a
-    member that stops heartbeating (killed, hung, cut off) keeps its partitions;
+    ``partitions`` (default 16, at most 4,096) is the most members that get work; keep it the
+    same for every member and for the life of the subscription. ``member_id`` names this member
+    (default: host, process id and a random suffix; unique per runner). ``lease_seconds`` is how
+    long a member that stops heartbeating (killed, hung, cut off) keeps its partitions;
     ``heartbeat_seconds`` how often a member renews its leases and rebalances.
     """
 
@@ -71,8 +71,14 @@ class ElasticGroup:
 
     def __post_init__(self) -> None:
         partitions = self.partitions
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
-            raise InvalidInputError(f"partitions must be an integer >= 1, got {partitions!r}")
+        if (
+            isinstance(partitions, bool)
+            or not isinstance(partitions, int)
+            or not 1 <= partitions <= MAX_PARTITIONS
+        ):
+            raise InvalidInputError(
+                f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}"
+            )
         if not isinstance(self.member_id, str) or not self.member_id:
             raise InvalidInputError(f"member_id must be a non-empty string, got {self.member_id!r}")
         lease = _seconds(self.lease_seconds, "lease_seconds")
