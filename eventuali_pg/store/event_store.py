@@ -18,13 +18,17 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
 from .._dsn import resolve_dsn
 from ..codec import EncodedBatch, require_decoded
+from ..codec.personal import SubjectKey
 from ..compat.store import UpstreamStoreMethods
 from ..context import stamp_events
-from ..errors import AggregateTypeMismatchError, StoreClosedError
+from ..errors import AggregateTypeMismatchError, StoreClosedError, SubjectForgottenError
 from ..models import Aggregate, Event, aggregate_type_of
+from ..personal import subjects_of
 from ..upcasting import check_upcasters
 from .appender import AppendResult, SaveUnit, append, append_with_inline
+from .forget import forget, new_subject_key
 from .inline import InlineHandler, InlineProjection
+from .keys import KeyRing
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
 from .revision import is_current
@@ -81,7 +85,16 @@ class EventStore(UpstreamStoreMethods):
         self._pool = pool
         self._options = options
         self._sql: StoreSql = store_sql(options.schema, options.notify_channel)
-        self._reader = EventReader(pool, self._sql, connector.dsn, page_size=options.page_size)
+        self._keys = KeyRing(
+            pool,
+            options.schema,
+            connector.dsn,
+            size=options.key_cache_size,
+            ttl=float(options.key_cache_ttl),
+        )
+        self._reader = EventReader(
+            pool, self._sql, connector.dsn, page_size=options.page_size, keys=self._keys
+        )
         self._writer = AppendWriter(
             self._append_group,
             self._group_done,
@@ -242,10 +255,15 @@ class EventStore(UpstreamStoreMethods):
         if connection is not None or session is not None:
             await save_in_caller_transaction(self, aggregates, connection, session)
             return None
-        unit = self.encode(aggregates)
+        unit = await self.prepare(check_aggregates_to_save(aggregates))
         if unit is None:
             return None
-        await self._writer.submit(unit)
+        try:
+            await self._writer.submit(unit)
+        except SubjectForgottenError:
+            for subject, _ in unit.subjects:
+                self._keys.evict(subject)
+            raise
         positions = [event.global_position for event in unit.events]
         return max((p for p in positions if p is not None), default=None)
 
@@ -265,23 +283,51 @@ class EventStore(UpstreamStoreMethods):
             listener(head)
 
     def encode(self, aggregates: Iterable[Aggregate]) -> SaveUnit | None:
-        """Validate and encode a save of ``aggregates`` (None when there is nothing to save)."""
-        return self._unit_of(check_aggregates_to_save(aggregates))
+        """Validate and encode a save of ``aggregates`` (None when there is nothing to save).
 
-    def _unit_of(self, pending: list[tuple[Aggregate, list[Event]]]) -> SaveUnit | None:
+        Events with personal fields need their subjects' keys: use :meth:`prepare`."""
+        pending = check_aggregates_to_save(aggregates)
+        return self._unit_of(pending, self._events_of(pending), None)
+
+    async def prepare(
+        self, pending: list[tuple[Aggregate, list[Event]]], connection: Connection | None = None
+    ) -> SaveUnit | None:
+        """Encode checked ``pending`` events, getting (or creating) the keys of the subjects
+        of their personal fields first (on ``connection``, the caller's transaction, if
+        given); None when there is nothing to save."""
+        if not pending:
+            return None
+        events = self._events_of(pending)
+        keys = None
+        if any(type(event).__personal__ for event in events):
+            keys = await self._keys.for_write(subjects_of(events), connection)
+        return self._unit_of(pending, events, keys)
+
+    @staticmethod
+    def _events_of(pending: list[tuple[Aggregate, list[Event]]]) -> list[Event]:
+        events: list[Event] = []
+        for _, uncommitted in pending:
+            events += uncommitted
+        stamp_events(events)
+        return events
+
+    def _unit_of(
+        self,
+        pending: list[tuple[Aggregate, list[Event]]],
+        events: list[Event],
+        keys: dict[str, SubjectKey] | None,
+    ) -> SaveUnit | None:
         if not pending:
             return None
         batch = EncodedBatch()
-        expected: list[int] = []
-        events: list[Event] = []
-        for aggregate, uncommitted in pending:
-            expected.append(aggregate.version - len(uncommitted))
-            events += uncommitted
-        stamp_events(events)
+        expected = [aggregate.version - len(uncommitted) for aggregate, uncommitted in pending]
         limit = self._options.max_payload_bytes
         for event in events:
-            batch.add(event, max_payload_bytes=limit)
-        return SaveUnit([aggregate for aggregate, _ in pending], expected, events, batch)
+            batch.add(event, max_payload_bytes=limit, keys=keys)
+        unit = SaveUnit([aggregate for aggregate, _ in pending], expected, events, batch)
+        if keys:
+            unit.subjects = [(key.subject_id, key.generation) for key in keys.values()]
+        return unit
 
     async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
         with database_errors(self.dsn, writing=True):
@@ -338,6 +384,35 @@ class EventStore(UpstreamStoreMethods):
         """Stop calling ``listener``."""
         if listener in self._commit_listeners:
             self._commit_listeners.remove(listener)
+
+    # -- personal data -------------------------------------------------------------------------
+
+    async def forget(self, subject_id: str) -> int | None:
+        """Erase the personal data of ``subject_id`` by destroying its key (crypto-shredding).
+
+        Every event stays, at its position; from now on every read path gives its personal
+        fields of this subject in their erased form (``"[erased]"`` for text) and lists them
+        in ``event.erased_fields``. The subject's snapshots are deleted, saves of personal
+        data for it raise :class:`SubjectForgottenError` (see :meth:`new_subject_key`), and a
+        ``SubjectForgotten`` event is appended, which makes projection runners call their
+        projection's ``on_forget(subject_id)``. Returns that event's global position (wait
+        for it with ``runner.wait_for_checkpoint``), None when the subject was already
+        forgotten. See :mod:`eventuali_pg.store.forget` and "Security" in the README.
+        """
+        self._check_open()
+        return await forget(self, subject_id)
+
+    async def new_subject_key(self, subject_id: str) -> int:
+        """Give a forgotten subject a new key, so personal data of it can be saved again
+        (events written under the old key stay erased); returns the new key generation.
+        Raises :class:`InvalidInputError` when the subject is not forgotten."""
+        self._check_open()
+        return await new_subject_key(self, subject_id)
+
+    @property
+    def keys(self) -> KeyRing:
+        """The store's subject keys and their cache."""
+        return self._keys
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -57,6 +57,18 @@ class StoreSql:
         return _append(self.schema, "try")
 
     @property
+    def append_keyed(self) -> str:
+        """:attr:`append` for units with personal fields: ``$20..$22`` give per unit the
+        subjects and key generations it encrypted with (see :mod:`.keys`); an extra column
+        ``forgotten`` lists the units left out because one of those keys is gone."""
+        return _append(self.schema, "try", True)
+
+    @property
+    def stage_keyed(self) -> str:
+        """:attr:`stage` with the key check of :attr:`append_keyed`."""
+        return _append(self.schema, "stage", True)
+
+    @property
     def lock_streams(self) -> str:
         """Wait for the stream lock of each aggregate id in ``$1`` (in that order: sort them),
         held until the transaction ends. Its own statement, so that the statement that follows
@@ -163,7 +175,40 @@ class StoreSql:
 
 
 @cache
-def _append(schema: str, mode: str) -> str:
+def _append(schema: str, mode: str, keyed: bool = False) -> str:
+    statement = _append_plain(schema, mode)
+    if not keyed:
+        return statement
+    # Units with personal fields: each (unit, subject, key generation) it encrypted with is in
+    # $20..$22. Every key row must still hold that generation's key; a share lock keeps it so
+    # until the commit (a forget waits for it), and a unit whose key is gone is left out.
+    s = schema
+    keys = f"""), needed AS (
+    SELECT n.* FROM unnest($20::int[], $21::text[], $22::int[]) AS n(unit, subject_id, generation)
+), keyed AS (
+    SELECT k.subject_id, k.generation FROM {s}.subject_keys k
+    WHERE k.subject_id = ANY($21::text[]) AND k.key IS NOT NULL
+    ORDER BY k.subject_id
+    FOR SHARE
+), unkeyed AS (
+    SELECT DISTINCT n.unit FROM needed n LEFT JOIN keyed k USING (subject_id, generation)
+    WHERE k.subject_id IS NULL
+), locks AS ("""
+    statement = statement.replace("\n), locks AS (", "\n" + keys, 1)
+    statement = statement.replace(
+        "SELECT unit FROM rejected UNION SELECT unit FROM busy",
+        "SELECT unit FROM rejected UNION SELECT unit FROM busy UNION SELECT unit FROM unkeyed",
+        1,
+    )
+    return statement.replace(
+        "ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy",
+        "ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy,\n"
+        "       ARRAY(SELECT unit FROM unkeyed ORDER BY unit) AS forgotten",
+        1,
+    )
+
+
+def _append_plain(schema: str, mode: str) -> str:
     s = schema
     lock_key = f"hashtextextended('eventuali_pg:stream:{s}:' || o.aggregate_id, 0)"
     ordered = "(SELECT unit, aggregate_id FROM expected ORDER BY aggregate_id) o"
