@@ -187,6 +187,19 @@ def subjects_of(events: Iterable[Event]) -> set[str]:
     return subjects
 
 
+def forgotten_subject(event: Event) -> str:
+    """The subject id of a ``SubjectForgotten`` event (also when it decoded generically)."""
+    subject = getattr(event, "subject_id", None)
+    if not isinstance(subject, str):
+        raise InvalidInputError(f"event {event.event_type!r} names no subject_id")
+    return subject
+
+
+def is_forget_event(event: Event) -> bool:
+    """True for the event :meth:`EventStore.forget` appends."""
+    return event.event_type == FORGET_EVENT_TYPE
+
+
 __all__ = [
     "ERASED",
     "FORGET_AGGREGATE_TYPE",
@@ -194,6 +207,8 @@ __all__ = [
     "FORGET_STREAM",
     "Personal",
     "PersonalField",
+    "forgotten_subject",
+    "is_forget_event",
     "personal_fields",
     "subject_of",
     "subjects_of",

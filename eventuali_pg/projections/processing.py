@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..models import Event
+from ..personal import forgotten_subject, is_forget_event
 from ..stream.backoff import Backoff
 from ..stream.stream_event import StreamEvent
 from ._db import DatabaseFailure, HandlerFailure, cancelling, database_step
@@ -60,8 +61,8 @@ class EventHandling:
             return list(batch)
         mine = []
         for item in batch:
-            if not group.owns(item.event.aggregate_id):
-                continue
+            if not group.owns(item.event.aggregate_id) and not is_forget_event(item.event):
+                continue  # a forget goes to every member: each erases after its own events
             partition = group.partition_checkpoint_id(
                 self._subscription_id, group.partition(item.event.aggregate_id)
             )
@@ -77,6 +78,14 @@ class EventHandling:
             await self._handle(batch[:cut])
             await self._handle(batch[cut:])
             return
+        if len(batch) > 1:
+            at = next((i for i, item in enumerate(batch) if is_forget_event(item.event)), None)
+            if at is not None:
+                # A forget is its own call (on_forget), between the events around it.
+                for part in (batch[:at], batch[at : at + 1], batch[at + 1 :]):
+                    if part:
+                        await self._handle(part)
+                return
         self._batches += 1
         last = batch[-1].global_position
         replaying = last <= until
@@ -126,7 +135,13 @@ class EventHandling:
         """The handler's call, where whatever it raises becomes a :class:`HandlerFailure`."""
         projection = self._projection
         try:
-            if isinstance(projection, TransactionalProjection):
+            if is_forget_event(events[0]):
+                subject = forgotten_subject(events[0])
+                if isinstance(projection, TransactionalProjection):
+                    await projection.on_forget(subject, conn)
+                else:
+                    await projection.on_forget(subject)
+            elif isinstance(projection, TransactionalProjection):
                 if single:
                     await projection.handle_event(events[0], conn)
                 else:
@@ -147,7 +162,11 @@ class EventHandling:
     ) -> None:
         group = self._group
         for item in batch:
-            if group is not None and not group.owns(item.event.aggregate_id):
+            if (
+                group is not None
+                and not group.owns(item.event.aggregate_id)
+                and not is_forget_event(item.event)
+            ):
                 continue
             await self._attempt(item, first_error)
             await self._advanced(item.global_position)

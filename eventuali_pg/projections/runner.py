@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .._tasks import cancel_and_wait, run_together
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
+from ..personal import FORGET_AGGREGATE_TYPE, FORGET_EVENT_TYPE
 from ..stream.backoff import Backoff
 from ..stream.receiver import EventStreamReceiver
 from ..stream.stream_event import StreamEvent
@@ -502,11 +503,13 @@ class ProjectionRunner(EventHandling):
         start = self._committed = self._processed = stored
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
+        # Filters let the SubjectForgotten events through too: on_forget is due whatever the
+        # projection follows.
         receiver = await streamer.subscribe(
             Subscription(
                 id=f"{self._checkpoint_id}@{uuid.uuid4().hex[:8]}",
-                aggregate_type_filter=self._aggregate_type_filter,
-                event_type_filter=self._event_type_filter,
+                aggregate_type_filter=_with(self._aggregate_type_filter, FORGET_AGGREGATE_TYPE),
+                event_type_filter=_with(self._event_type_filter, FORGET_EVENT_TYPE),
                 from_position=start,
             )
         )
@@ -606,6 +609,14 @@ class ProjectionRunner(EventHandling):
         # how far it has examined the stream, filtered-out events included.
         live_and_empty = stats.live and stats.buffer_depth == 0
         await self._advanced(head if live_and_empty else head - stats.lag)
+
+
+def _with(names: NameFilter, name: str) -> NameFilter:
+    """The filter ``names`` letting ``name`` through too (None stays: everything passes)."""
+    if names is None:
+        return None
+    listed = [names] if isinstance(names, str) else list(names)
+    return [*listed, name] if name not in listed else listed
 
 
 def _check_int(name: str, value: object) -> None:

@@ -91,11 +91,15 @@ class StoreSql:
     @property
     def snapshot_save(self) -> str:
         """Keep the snapshot ``$1..$5`` (aggregate id, type, snapshot version, version, state)
-        unless a newer one of the same snapshot version is already there."""
+        unless a newer one of the same snapshot version is already there, or the aggregate
+        id is a forgotten subject (a state captured before ``forget`` committed; the share
+        lock makes a concurrent forget wait, then delete it)."""
         s = self.schema
         return (
             f"INSERT INTO {s}.snapshots (aggregate_id, aggregate_type, snapshot_version, version,"
-            " state) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (aggregate_id) DO UPDATE SET"
+            " state) SELECT $1, $2, $3, $4, $5::jsonb WHERE (SELECT k.key IS NOT NULL FROM"
+            f" {s}.subject_keys k WHERE k.subject_id = $1 FOR SHARE) IS NOT FALSE"
+            " ON CONFLICT (aggregate_id) DO UPDATE SET"
             " aggregate_type = EXCLUDED.aggregate_type, snapshot_version ="
             " EXCLUDED.snapshot_version, version = EXCLUDED.version, state = EXCLUDED.state,"
             f" taken_at = now() WHERE {s}.snapshots.version < EXCLUDED.version"
