@@ -249,4 +249,6 @@ class KeyLookup:
         found = self.ring.cached(subject_id, generation)
         if found is MISSING:
             self.missing.add((subject_id, generation))
+        else:  # kept for the second pass, which the cache may no longer serve (LRU bound)
+            self.fetched[(subject_id, generation)] = found
         return found
