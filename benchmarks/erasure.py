@@ -1,0 +1,166 @@
+"""The cost of personal fields (AES-256-GCM per field, a key per subject) on append and replay.
+
+    python benchmarks/erasure.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
+
+Two event classes of the same shape (name, email, plan), one with ``name`` and ``email``
+personal. Appends: ``save_all`` of 100 one-event aggregates at a time, sequentially, for new
+subjects (the first save of each subject creates its key: one more round trip per save) and
+for subjects whose keys are cached. Replay: ``iter_events_from_position`` over each kind
+(pages of 1,000), with the key cache warm and cold (one key query per page), and decoding
+alone on fetched rows (best of 5). A database of its own per run. Nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+import eventuali_pg  # noqa: E402
+from eventuali_pg import Aggregate, Event, EventStore, Personal  # noqa: E402
+from eventuali_pg.codec import records_to_events  # noqa: E402
+from eventuali_pg.store.sql import EVENT_COLUMNS  # noqa: E402
+
+BATCH = 100
+
+
+class PlainSignedUp(Event):
+    name: str
+    email: str
+    plan: str
+
+
+class PersonalSignedUp(Event):
+    name: Annotated[str, Personal()]
+    email: Annotated[str, Personal()]
+    plan: str
+
+
+class Member(Aggregate):
+    name: str = ""
+
+    def apply_plain_signed_up(self, event: PlainSignedUp) -> None:
+        self.name = event.name
+
+    def apply_personal_signed_up(self, event: PersonalSignedUp) -> None:
+        self.name = event.name
+
+
+def members(prefix: str, count: int, personal: bool, version: int = 0) -> list[Member]:
+    cls = PersonalSignedUp if personal else PlainSignedUp
+    result = []
+    for i in range(count):
+        member = Member(id=f"{prefix}-{i}", version=version)
+        member.apply(cls(name=f"Member Number {i}", email=f"member{i}@example.com", plan="pro"))
+        result.append(member)
+    return result
+
+
+async def append_rate(store: EventStore, aggregates: list[Member]) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(aggregates), BATCH):
+        await store.save_all(aggregates[start : start + BATCH])
+    return len(aggregates) / (time.perf_counter() - started)
+
+
+async def replay_rate(
+    store: EventStore, event_type: str, before: Callable[[], None] | None = None
+) -> float:
+    best = float("inf")
+    count = 0
+    for _ in range(3):
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        count = 0
+        async for _event in store.iter_events_from_position(0, event_types=event_type):
+            count += 1
+        best = min(best, time.perf_counter() - started)
+    return count / best
+
+
+async def decode_rate(store: EventStore, dsn: str, event_type: str) -> float:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM eventuali.events WHERE event_type = $1 "
+            "ORDER BY global_position",
+            event_type,
+        )
+    finally:
+        await conn.close()
+    lookup = store.keys.lookup()
+    records_to_events(rows, lookup)
+    if lookup.missing:
+        await store.keys.fetch(lookup)
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        records_to_events(rows, lookup)
+        best = min(best, time.perf_counter() - started)
+    return len(rows) / best
+
+
+async def main(server_dsn: str, count: int) -> None:
+    name = f"erasure_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    rows: list[tuple[str, str]] = []
+    try:
+        await eventuali_pg.migrate(dsn)
+        async with await EventStore.create(dsn, key_cache_size=2 * count) as store:
+            plain = await append_rate(store, members("plain", count, False))
+            new = await append_rate(store, members("personal", count, True))
+            known = await append_rate(store, members("personal", count, True, version=1))
+            rows += [
+                ("append, no personal fields", f"{plain:,.0f} events/s"),
+                ("append, 2 personal fields, new subjects", f"{new:,.0f} events/s"
+                 f" ({new / plain:.2f}x)"),
+                ("append, 2 personal fields, keys cached", f"{known:,.0f} events/s"
+                 f" ({known / plain:.2f}x)"),
+            ]
+            plain_replay = await replay_rate(store, "PlainSignedUp")
+            warm = await replay_rate(store, "PersonalSignedUp")
+            cold = await replay_rate(store, "PersonalSignedUp", store.keys._cache.clear)
+            rows += [
+                ("replay, no personal fields", f"{plain_replay:,.0f} events/s"),
+                ("replay, personal, keys cached", f"{warm:,.0f} events/s"
+                 f" ({warm / plain_replay:.2f}x)"),
+                ("replay, personal, cache cold (a key query per page)", f"{cold:,.0f} events/s"
+                 f" ({cold / plain_replay:.2f}x)"),
+            ]
+            plain_decode = await decode_rate(store, dsn, "PlainSignedUp")
+            personal_decode = await decode_rate(store, dsn, "PersonalSignedUp")
+            rows += [
+                ("decode only, no personal fields", f"{plain_decode:,.0f} events/s"),
+                ("decode only, 2 personal fields", f"{personal_decode:,.0f} events/s"
+                 f" ({personal_decode / plain_decode:.2f}x)"),
+            ]
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+    print(f"$ python benchmarks/erasure.py --dsn {server_dsn} --events {count}")
+    print("| figure | value |")
+    print("|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--events", type=int, default=20_000)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.dsn, arguments.events))
