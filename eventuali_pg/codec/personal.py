@@ -13,7 +13,7 @@ whole page in one query and decode again (see :class:`eventuali_pg.store.keys.Ke
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,7 +90,7 @@ def encrypt_fields(event: Event, payload: bytes, keys: Mapping[str, SubjectKey])
         aad = _aad(event.event_id, field.key)
         sealed = key.cipher.encrypt(nonce, to_json(data[field.key]), aad)
         data[field.key] = {
-            MARKER: base64.b64encode(nonce + sealed).decode("ascii"),
+            MARKER: binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii"),
             "s": subject,
             "g": key.generation,
         }
@@ -142,9 +142,9 @@ def reveal(
             erased.append(name)
             continue
         try:
-            blob = base64.b64decode(sealed[MARKER])
+            blob = binascii.a2b_base64(sealed[MARKER])
             plain = cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(event_id, key))
-        except (InvalidTag, ValueError, TypeError) as exc:
+        except (InvalidTag, binascii.Error, ValueError, TypeError) as exc:
             raise ValueError(
                 f"{key}: the personal value does not decrypt with the key of subject "
                 f"{sealed['s']!r} ({type(exc).__name__}); the stored value or key was altered"
