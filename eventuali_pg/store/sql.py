@@ -190,10 +190,12 @@ def _append(schema: str, mode: str, keyed: bool = False) -> str:
     keys = f"""), needed AS (
     SELECT n.* FROM unnest($20::int[], $21::text[], $22::int[]) AS n(unit, subject_id, generation)
 ), keyed AS (
-    SELECT k.subject_id, k.generation FROM {s}.subject_keys k
-    WHERE k.subject_id = ANY($21::text[]) AND k.key IS NOT NULL
+    SELECT k.subject_id, k.generation
+    FROM (SELECT DISTINCT subject_id FROM needed) w
+    JOIN {s}.subject_keys k ON k.subject_id = w.subject_id
+    WHERE k.key IS NOT NULL
     ORDER BY k.subject_id
-    FOR SHARE
+    FOR SHARE OF k
 ), unkeyed AS (
     SELECT DISTINCT n.unit FROM needed n LEFT JOIN keyed k USING (subject_id, generation)
     WHERE k.subject_id IS NULL
