@@ -34,56 +34,56 @@ from eventuali_pg.projections import ProjectionRunner
 WAIT = 60.0
 
 
-class Address(BaseModel):
+class ErAddress(BaseModel):
     street: str
     city: str
 
 
-class PersonRegistered(Event):
+class ErPersonRegistered(Event):
     name: Annotated[str, Personal()]
     email: Annotated[str | None, Personal()] = None
     age: Annotated[int | None, Personal()] = None
-    address: Annotated[Address | None, Personal()] = None
+    address: Annotated[ErAddress | None, Personal()] = None
     tags: Annotated[list[str] | None, Personal()] = None
     plan: str = "free"
 
 
-class PersonRenamed(Event):
+class ErPersonRenamed(Event):
     name: Annotated[str, Personal()]
 
 
-class PlanChanged(Event):
+class ErPlanChanged(Event):
     plan: str
 
 
-class Person(Aggregate, snapshot_every=2):
+class ErPerson(Aggregate, snapshot_every=2):
     name: str = ""
     plan: str = ""
 
     def register(self, name: str, email: str | None = None, plan: str = "free") -> None:
-        self.apply(PersonRegistered(name=name, email=email, plan=plan))
+        self.apply(ErPersonRegistered(name=name, email=email, plan=plan))
 
-    def apply_person_registered(self, event: PersonRegistered) -> None:
+    def apply_er_person_registered(self, event: ErPersonRegistered) -> None:
         self.name, self.plan = event.name, event.plan
 
-    def apply_person_renamed(self, event: PersonRenamed) -> None:
+    def apply_er_person_renamed(self, event: ErPersonRenamed) -> None:
         self.name = event.name
 
-    def apply_plan_changed(self, event: PlanChanged) -> None:
+    def apply_er_plan_changed(self, event: ErPlanChanged) -> None:
         self.plan = event.plan
 
 
-class OrderPlaced(Event, personal=("ship_to",), personal_subject="customer_id"):
+class ErOrderPlaced(Event, personal=("ship_to",), personal_subject="customer_id"):
     customer_id: str
     ship_to: str
     total: int
 
 
-class Order(Aggregate, snapshot_every=1):
+class ErOrder(Aggregate, snapshot_every=1):
     customer_id: str = ""
     ship_to: str = ""
 
-    def apply_order_placed(self, event: OrderPlaced) -> None:
+    def apply_er_order_placed(self, event: ErOrderPlaced) -> None:
         self.customer_id, self.ship_to = event.customer_id, event.ship_to
 
 
@@ -107,10 +107,10 @@ async def _fetchval(dsn: str, query: str, *args: Any) -> Any:
 
 
 async def _people(store: EventStore) -> None:
-    ann = Person(id="ann")
+    ann = ErPerson(id="ann")
     ann.register("Ann Smith", "ann@example.com", plan="pro")
-    ann.apply(PlanChanged(plan="team"))
-    bob = Person(id="bob")
+    ann.apply(ErPlanChanged(plan="team"))
+    bob = ErPerson(id="bob")
     bob.register("Bob Jones", "bob@example.com")
     await store.save_all([ann, bob])
 
@@ -126,7 +126,7 @@ async def test_personal_fields_are_stored_encrypted_and_load_back(dsn: str) -> N
         assert '"plan": "pro"' in raw[0] and '"$personal"' in raw[0]
         keys = await _fetchval(dsn, "SELECT count(*) FROM eventuali.subject_keys")
         assert keys == 2
-        ann = await store.load(Person, "ann")
+        ann = await store.load(ErPerson, "ann")
         assert ann is not None and (ann.name, ann.plan, ann.version) == ("Ann Smith", "team", 2)
     # A second store (another process: empty cache) decrypts too.
     async with await EventStore.create(dsn) as other:
@@ -141,13 +141,13 @@ async def test_personal_fields_are_stored_encrypted_and_load_back(dsn: str) -> N
 )
 async def test_values_at_the_limits_round_trip(dsn: str, value: str) -> None:
     async with await EventStore.create(dsn) as store:
-        person = Person(id="p-1")
+        person = ErPerson(id="p-1")
         person.apply(
-            PersonRegistered(
+            ErPersonRegistered(
                 name=value,
                 email=None,
                 age=0,
-                address=Address(street=value[:50], city="Zürich"),
+                address=ErAddress(street=value[:50], city="Zürich"),
                 tags=[value[:10], ""],
             )
         )
@@ -155,7 +155,7 @@ async def test_values_at_the_limits_round_trip(dsn: str, value: str) -> None:
         store.keys.evict("p-1")
         (event,) = await store.load_events("p-1")
         assert event.name == value and event.email is None and event.age == 0
-        assert event.address == Address(street=value[:50], city="Zürich")
+        assert event.address == ErAddress(street=value[:50], city="Zürich")
         assert event.tags == [value[:10], ""]
         if value:
             assert all(value[:50] not in p for p in await _raw_payloads(dsn))
@@ -170,8 +170,8 @@ async def test_values_at_the_limits_round_trip(dsn: str, value: str) -> None:
 )
 async def test_any_text_round_trips(dsn: str, name: str, age: int | None) -> None:
     async with await EventStore.create(dsn, key_cache_size=1) as store:
-        person = Person(id=f"h-{abs(hash((name, age)))}")
-        person.apply(PersonRegistered(name=name, age=age))
+        person = ErPerson(id=f"h-{abs(hash((name, age)))}")
+        person.apply(ErPersonRegistered(name=name, age=age))
         await store.save(person)
         store.keys.evict(person.id)
         (event,) = await store.load_events(person.id)
@@ -203,8 +203,8 @@ def test_declarations_that_cannot_be_erased_are_refused() -> None:
 
 async def test_a_subject_must_be_a_non_empty_string(dsn: str) -> None:
     async with await EventStore.create(dsn) as store:
-        order = Order(id="o-0")
-        order.apply(OrderPlaced(customer_id="", ship_to="x", total=1))
+        order = ErOrder(id="o-0")
+        order.apply(ErOrderPlaced(customer_id="", ship_to="x", total=1))
         with pytest.raises(InvalidInputError, match="subject"):
             await store.save(order)
         assert await store.get_global_position() == 0
@@ -230,7 +230,7 @@ async def test_forget_erases_on_load_and_reads_by_position_and_keeps_positions(
         assert ann_plan.plan == "team" and ann_plan.erased_fields == frozenset()
         assert bob_registered.name == "Bob Jones" and bob_registered.erased_fields == frozenset()
         assert isinstance(forgotten, SubjectForgotten) and forgotten.subject_id == "ann"
-        loaded = await store.load(Person, "ann")
+        loaded = await store.load(ErPerson, "ann")
         assert loaded is not None and (loaded.name, loaded.plan) == (ERASED, "team")
         paged = [e async for e in store.iter_events_from_position(0, page_size=1)]
         assert [e.global_position for e in paged] == [1, 2, 3, 4]
@@ -246,9 +246,9 @@ async def test_saving_personal_data_of_a_forgotten_subject_is_refused(dsn: str) 
     async with await EventStore.create(dsn) as store:
         await _people(store)
         await store.forget("ann")
-        ann = await store.load(Person, "ann")
+        ann = await store.load(ErPerson, "ann")
         assert ann is not None
-        ann.apply(PersonRenamed(name="Ann Again"))
+        ann.apply(ErPersonRenamed(name="Ann Again"))
         with pytest.raises(SubjectForgottenError) as refused:
             await store.save(ann)
         assert refused.value.subject_id == "ann"
@@ -256,13 +256,13 @@ async def test_saving_personal_data_of_a_forgotten_subject_is_refused(dsn: str) 
         assert await store.get_global_position() == 4
         ann.mark_events_as_committed()
         # Events without personal fields still go in.
-        fresh = await store.load(Person, "ann")
+        fresh = await store.load(ErPerson, "ann")
         assert fresh is not None
-        fresh.apply(PlanChanged(plan="free"))
+        fresh.apply(ErPlanChanged(plan="free"))
         await store.save(fresh)
         # Asking for a new key explicitly lets the subject come back; old events stay erased.
         assert await store.new_subject_key("ann") == 2
-        fresh.apply(PersonRenamed(name="Ann Again"))
+        fresh.apply(ErPersonRenamed(name="Ann Again"))
         await store.save(fresh)
         events = await store.load_events("ann")
         assert [getattr(e, "name", None) for e in events] == [ERASED, None, None, "Ann Again"]
@@ -285,9 +285,9 @@ async def test_a_stale_cached_key_cannot_write_after_another_process_forgot(dsn:
         assert (await a.load_events("ann"))[0].name == "Ann Smith"
         assert (await fresh_reader.load_events("ann"))[0].name == ERASED
         # Writes never trust the cache: the append re-checks the key under a lock.
-        ann = await a.load(Person, "ann")
+        ann = await a.load(ErPerson, "ann")
         assert ann is not None
-        ann.apply(PersonRenamed(name="Ann Again"))
+        ann.apply(ErPersonRenamed(name="Ann Again"))
         with pytest.raises(SubjectForgottenError):
             await a.save(ann)
         assert await a.get_global_position() == 4
@@ -298,7 +298,7 @@ async def test_key_cache_is_bounded_and_a_page_needs_one_key_query(dsn: str) -> 
     async with await EventStore.create(dsn, key_cache_size=3) as store:
         people = []
         for i in range(10):
-            person = Person(id=f"c-{i}")
+            person = ErPerson(id=f"c-{i}")
             person.register(f"Name {i}")
             people.append(person)
         await store.save_all(people)
@@ -315,8 +315,8 @@ async def test_concurrent_first_saves_of_one_subject_share_one_key(dsn: str) -> 
     try:
         orders = []
         for i, store in enumerate(stores):
-            order = Order(id=f"o-{i}")
-            order.apply(OrderPlaced(customer_id="cust-1", ship_to=f"Street {i}", total=i))
+            order = ErOrder(id=f"o-{i}")
+            order.apply(ErOrderPlaced(customer_id="cust-1", ship_to=f"Street {i}", total=i))
             orders.append(store.save(order))
         await asyncio.gather(*orders)
         assert await _fetchval(dsn, "SELECT count(*) FROM eventuali.subject_keys") == 1
@@ -330,11 +330,11 @@ async def test_concurrent_first_saves_of_one_subject_share_one_key(dsn: str) -> 
 
 async def test_subject_from_another_field_and_snapshots_are_deleted(dsn: str) -> None:
     async with await EventStore.create(dsn) as store:
-        order = Order(id="order-7")
-        order.apply(OrderPlaced(customer_id="cust-9", ship_to="1 Main St", total=42))
-        person = Person(id="cust-9")
+        order = ErOrder(id="order-7")
+        order.apply(ErOrderPlaced(customer_id="cust-9", ship_to="1 Main St", total=42))
+        person = ErPerson(id="cust-9")
         person.register("Carol", "carol@example.com")
-        person.apply(PlanChanged(plan="pro"))  # crosses snapshot_every=2
+        person.apply(ErPlanChanged(plan="pro"))  # crosses snapshot_every=2
         await store.save_all([order, person])
         await store.close()  # writes the snapshots
     snapshots = "SELECT count(*) FROM eventuali.snapshots"
@@ -343,25 +343,25 @@ async def test_subject_from_another_field_and_snapshots_are_deleted(dsn: str) ->
     async with await EventStore.create(dsn) as store:
         await store.forget("cust-9")
         assert await _fetchval(dsn, snapshots) == 0
-        loaded = await store.load(Order, "order-7")
+        loaded = await store.load(ErOrder, "order-7")
         assert loaded is not None
         assert (loaded.customer_id, loaded.ship_to) == ("cust-9", ERASED)
         (placed,) = await store.load_events("order-7")
         assert placed.total == 42 and placed.erased_fields == frozenset({"ship_to"})
-        carol = await store.load(Person, "cust-9")
+        carol = await store.load(ErPerson, "cust-9")
         assert carol is not None and (carol.name, carol.plan) == (ERASED, "pro")
 
 
 async def test_a_transaction_creates_the_key_and_its_rollback_removes_it(dsn: str) -> None:
     async with await EventStore.create(dsn) as store:
-        person = Person(id="tx-1")
+        person = ErPerson(id="tx-1")
         person.register("Dora")
         with pytest.raises(RuntimeError):
             async with store.transaction() as tx:
                 await tx.save(person)
                 raise RuntimeError("roll back")
         assert await _fetchval(dsn, "SELECT count(*) FROM eventuali.subject_keys") == 0
-        person = Person(id="tx-1")
+        person = ErPerson(id="tx-1")
         person.register("Dora")
         async with store.transaction() as tx:
             await tx.save(person)
@@ -372,7 +372,7 @@ async def test_a_transaction_creates_the_key_and_its_rollback_removes_it(dsn: st
 async def test_an_unregistered_type_decodes_its_personal_fields_generically(dsn: str) -> None:
     async with await EventStore.create(dsn) as store:
         await _people(store)
-        cls = _registry.pop("PersonRegistered")
+        cls = _registry.pop("ErPersonRegistered")
         try:
             events = await store.load_events("bob")
             assert type(events[0]) is Event and events[0].name == "Bob Jones"
@@ -381,7 +381,7 @@ async def test_an_unregistered_type_decodes_its_personal_fields_generically(dsn:
             assert events[0].name == ERASED and "name" in events[0].erased_fields
             assert events[0].plan == "free"
         finally:
-            _registry["PersonRegistered"] = cls
+            _registry["ErPersonRegistered"] = cls
 
 
 # -- streaming, projections, command line -------------------------------------------------------
@@ -394,12 +394,12 @@ async def test_live_and_catch_up_deliveries_are_erased(dsn: str) -> None:
     ):
         streamer = EventStreamer(capacity=100)
         await follower.attach_streamer(streamer)
-        live = await streamer.subscribe(Subscription(aggregate_type_filter="Person"))
+        live = await streamer.subscribe(Subscription(aggregate_type_filter="ErPerson"))
         # The follower hears nothing (no LISTEN, no poll) until it commits something itself.
         await _people(writer)
         await writer.forget("ann")
-        wake = Person(id="zed")
-        wake.apply(PlanChanged(plan="x"))
+        wake = ErPerson(id="zed")
+        wake.apply(ErPlanChanged(plan="x"))
         await follower.save(wake)
         got = [await live.recv(timeout=WAIT) for _ in range(4)]
         assert [item.global_position for item in got] == [1, 2, 3, 5]
@@ -415,7 +415,7 @@ class Names(TransactionalProjection):
     """A read model of names, with the subject's row erased on forget."""
 
     async def handle_event(self, event: Event, connection: Any) -> None:
-        if isinstance(event, PersonRegistered):
+        if isinstance(event, ErPersonRegistered):
             await connection.execute(
                 "INSERT INTO erasure_names (id, name, plan) VALUES ($1, $2, $3)",
                 event.aggregate_id,
@@ -458,7 +458,7 @@ async def test_projections_are_told_in_order_and_replay_erased(dsn: str) -> None
             names = ProjectionRunner(store, Names(), subscription_id="erasure-names")
             forgets = Forgets()
             filtered = ProjectionRunner(
-                store, forgets, subscription_id="erasure-forgets", event_type_filter="PlanChanged"
+                store, forgets, subscription_id="erasure-forgets", event_type_filter="ErPlanChanged"
             )
             async with names, filtered:
                 await names.wait_for_checkpoint(3, timeout=WAIT)
@@ -476,7 +476,7 @@ async def test_projections_are_told_in_order_and_replay_erased(dsn: str) -> None
                     ("ann", ERASED, "pro"),
                     ("bob", "Bob Jones", "free"),
                 ]
-                assert forgets.forgotten == ["ann"] and forgets.seen == ["PlanChanged"]
+                assert forgets.forgotten == ["ann"] and forgets.seen == ["ErPlanChanged"]
                 checkpoint = await names.checkpoints.get("erasure-names")
                 assert checkpoint == position
                 await names.reset()  # replay from 0: the rebuilt model never had Ann's name
@@ -555,3 +555,68 @@ async def test_cli_forget_events_and_tail_show_the_erased_form(dsn: str) -> None
     assert tail.returncode == 0, tail.stderr
     lines = tail.json_lines()
     assert lines[0]["payload"]["name"] == ERASED and lines[2]["payload"]["name"] == "Bob Jones"
+
+
+async def test_every_consumer_group_member_is_told(dsn: str) -> None:
+    from eventuali_pg import ConsumerGroup
+
+    async with await EventStore.create(dsn) as store:
+        people = [ErPerson(id=f"g-{i}") for i in range(8)]
+        for person in people:
+            person.register(f"ErPerson {person.id}")
+        await store.save_all(people)
+        projections = [Forgets(), Forgets()]
+        runners = [
+            ProjectionRunner(
+                store,
+                projection,
+                subscription_id="erasure-group",
+                group=ConsumerGroup(size=2, member=member),
+            )
+            for member, projection in enumerate(projections)
+        ]
+        for runner in runners:
+            await runner.start()
+        try:
+            position = await store.forget("g-3")
+            assert position is not None
+            for runner in runners:
+                await runner.wait_for_position(position, timeout=WAIT)
+        finally:
+            for runner in runners:
+                await runner.stop()
+        assert [p.forgotten for p in projections] == [["g-3"], ["g-3"]]
+        assert sum(len(p.seen) for p in projections) == 8  # each registration handled once
+
+
+async def test_an_upcast_event_gets_its_class_erased_form(dsn: str) -> None:
+    from eventuali_pg import upcaster
+    from eventuali_pg.upcasting import _upcasters
+
+    class ErProfileSaved(Event, event_version=2):
+        nickname: Annotated[str | None, Personal()] = None
+        age: Annotated[int | None, Personal()] = None
+
+    class ErProfile(Aggregate):
+        def apply_er_profile_saved(self, event: ErProfileSaved) -> None:
+            pass
+
+    @upcaster("ErProfileSaved", from_version=1)
+    def same(payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    try:
+        async with await EventStore.create(dsn) as store:
+            profile = ErProfile(id="prof-1")
+            profile.apply(ErProfileSaved(nickname="Zed", age=40, event_version=1))
+            await store.save(profile)
+            (event,) = await store.load_events("prof-1")
+            assert (event.nickname, event.age, event.event_version) == ("Zed", 40, 2)
+            await store.forget("prof-1")
+            (event,) = await store.load_events("prof-1")
+            assert event.decode_error is None
+            assert (event.nickname, event.age) == (ERASED, None)
+            assert event.erased_fields == {"nickname", "age"}
+    finally:
+        _upcasters.pop(("ErProfileSaved", 1), None)
+        _registry.pop("ErProfileSaved", None)

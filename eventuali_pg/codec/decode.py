@@ -17,6 +17,7 @@ from pydantic_core import from_json
 
 from ..errors import DecodeError
 from ..models import Event, _registry
+from ..personal import ERASED
 from ..upcasting import has_upcaster, upcast
 from .personal import MARKER_TEXT, KeySource, reveal
 
@@ -67,6 +68,10 @@ def record_to_event(record: Any, keys: KeySource | None = None) -> Event:
         except ValueError as exc:
             failure = str(exc)
         cls = _registry.get(event_type)
+        if erased and cls is not None and cls.__personal__:
+            for field in cls.__personal__:  # erased before upcasting: the class's own form
+                if field.key in erased and data.get(field.key) == ERASED:
+                    data[field.key] = field.erased
     data["event_id"] = event_id
     data["aggregate_id"] = aggregate_id
     data["aggregate_type"] = aggregate_type

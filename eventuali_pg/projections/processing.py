@@ -61,8 +61,11 @@ class EventHandling:
             return list(batch)
         mine = []
         for item in batch:
-            if not group.owns(item.event.aggregate_id) and not is_forget_event(item.event):
-                continue  # a forget goes to every member: each erases after its own events
+            if is_forget_event(item.event):
+                mine.append(item)  # to every member: each erases after its own events
+                continue
+            if not group.owns(item.event.aggregate_id):
+                continue
             partition = group.partition_checkpoint_id(
                 self._subscription_id, group.partition(item.event.aggregate_id)
             )
