@@ -17,13 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
 from .._dsn import resolve_dsn
-from ..codec import EncodedBatch, require_decoded
-from ..codec.personal import SubjectKey
+from ..codec import require_decoded
 from ..compat.store import UpstreamStoreMethods
-from ..context import stamp_events
 from ..errors import AggregateTypeMismatchError, StoreClosedError, SubjectForgottenError
 from ..models import Aggregate, Event, aggregate_type_of
-from ..personal import subjects_of
 from ..upcasting import check_upcasters
 from .appender import AppendResult, SaveUnit, append, append_with_inline
 from .forget import forget, new_subject_key
@@ -35,6 +32,7 @@ from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
 from .transaction import TransactionScope, save_in_caller_transaction
+from .units import events_of, prepare, unit_of
 from .validation import check_aggregates_to_save
 from .writer import AppendWriter
 
@@ -287,47 +285,20 @@ class EventStore(UpstreamStoreMethods):
 
         Events with personal fields need their subjects' keys: use :meth:`prepare`."""
         pending = check_aggregates_to_save(aggregates)
-        return self._unit_of(pending, self._events_of(pending), None)
+        limit = self._options.max_payload_bytes
+        return unit_of(pending, events_of(pending), None, max_payload_bytes=limit)
 
     async def prepare(
         self, pending: list[tuple[Aggregate, list[Event]]], connection: Connection | None = None
     ) -> SaveUnit | None:
-        """Encode checked ``pending`` events, getting (or creating) the keys of the subjects
-        of their personal fields first (on ``connection``, the caller's transaction, if
-        given); None when there is nothing to save."""
-        if not pending:
-            return None
-        events = self._events_of(pending)
-        keys = None
-        if any(type(event).__personal__ for event in events):
-            keys = await self._keys.for_write(subjects_of(events), connection)
-        return self._unit_of(pending, events, keys)
-
-    @staticmethod
-    def _events_of(pending: list[tuple[Aggregate, list[Event]]]) -> list[Event]:
-        events: list[Event] = []
-        for _, uncommitted in pending:
-            events += uncommitted
-        stamp_events(events)
-        return events
-
-    def _unit_of(
-        self,
-        pending: list[tuple[Aggregate, list[Event]]],
-        events: list[Event],
-        keys: dict[str, SubjectKey] | None,
-    ) -> SaveUnit | None:
-        if not pending:
-            return None
-        batch = EncodedBatch()
-        expected = [aggregate.version - len(uncommitted) for aggregate, uncommitted in pending]
-        limit = self._options.max_payload_bytes
-        for event in events:
-            batch.add(event, max_payload_bytes=limit, keys=keys)
-        unit = SaveUnit([aggregate for aggregate, _ in pending], expected, events, batch)
-        if keys:
-            unit.subjects = [(key.subject_id, key.generation) for key in keys.values()]
-        return unit
+        """Encode checked ``pending`` events (see :mod:`eventuali_pg.store.units`), with
+        their subjects' keys (created on ``connection``, the caller's transaction, if given)."""
+        return await prepare(
+            pending,
+            self._keys,
+            max_payload_bytes=self._options.max_payload_bytes,
+            connection=connection,
+        )
 
     async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
         with database_errors(self.dsn, writing=True):
@@ -388,17 +359,12 @@ class EventStore(UpstreamStoreMethods):
     # -- personal data -------------------------------------------------------------------------
 
     async def forget(self, subject_id: str) -> int | None:
-        """Erase the personal data of ``subject_id`` by destroying its key (crypto-shredding).
-
-        Every event stays, at its position; from now on every read path gives its personal
-        fields of this subject in their erased form (``"[erased]"`` for text) and lists them
-        in ``event.erased_fields``. The subject's snapshots are deleted, saves of personal
-        data for it raise :class:`SubjectForgottenError` (see :meth:`new_subject_key`), and a
-        ``SubjectForgotten`` event is appended, which makes projection runners call their
-        projection's ``on_forget(subject_id)``. Returns that event's global position (wait
-        for it with ``runner.wait_for_checkpoint``), None when the subject was already
-        forgotten. See :mod:`eventuali_pg.store.forget` and "Security" in the README.
-        """
+        """Erase the personal data of ``subject_id`` by destroying its key (crypto-shredding):
+        events and positions stay, every read gives its personal fields erased
+        (``event.erased_fields``), its snapshots go, saves of personal data for it raise
+        :class:`SubjectForgottenError`, and projections get ``on_forget(subject_id)``. Returns
+        the position of the ``SubjectForgotten`` event appended (None: already forgotten).
+        See :mod:`eventuali_pg.store.forget` and "Security" in the README."""
         self._check_open()
         return await forget(self, subject_id)
 
