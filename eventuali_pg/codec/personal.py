@@ -68,8 +68,12 @@ class KeySource(Protocol):
         """The cipher, :data:`FORGOTTEN`, or :data:`MISSING` (recorded for a fetch)."""
 
 
+_AAD_PREFIX: Final = b"eventuali_pg:1:"
+_NONE: frozenset[str] = frozenset()
+
+
 def _aad(event_id: Any, key: str) -> bytes:
-    return b"eventuali_pg:1:" + bytes(event_id.bytes) + key.encode()
+    return _AAD_PREFIX + bytes(event_id.bytes) + key.encode()
 
 
 def encrypt_fields(event: Event, payload: bytes, keys: Mapping[str, SubjectKey]) -> bytes:
@@ -128,11 +132,17 @@ def reveal(
         items = [(key, key, ERASED) for key, value in data.items() if is_sealed(value)]
     else:
         items = [(f.key, f.name, f.erased) for f in fields if is_sealed(data.get(f.key))]
+    if not items:
+        return _NONE, True
+    prefix = _AAD_PREFIX + bytes(event_id.bytes)
+    last: tuple[Any, Any] | None = None
+    cipher: AESGCM | _Sentinel = FORGOTTEN
     for key, name, erased_form in items:
         sealed = data[key]
-        cipher: AESGCM | _Sentinel = FORGOTTEN
-        if keys is not None:
-            cipher = keys.cipher(str(sealed["s"]), int(sealed["g"]))
+        wanted = (sealed["s"], sealed["g"])
+        if wanted != last:  # the fields of one event usually share one subject
+            last = wanted
+            cipher = FORGOTTEN if keys is None else keys.cipher(str(wanted[0]), int(wanted[1]))
         if cipher is MISSING:
             complete = False
             data[key] = erased_form
@@ -143,14 +153,14 @@ def reveal(
             continue
         try:
             blob = binascii.a2b_base64(sealed[MARKER])
-            plain = cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(event_id, key))
+            plain = cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], prefix + key.encode())
         except (InvalidTag, binascii.Error, ValueError, TypeError) as exc:
             raise ValueError(
                 f"{key}: the personal value does not decrypt with the key of subject "
                 f"{sealed['s']!r} ({type(exc).__name__}); the stored value or key was altered"
             ) from None
         data[key] = from_json(plain)
-    return frozenset(erased), complete
+    return (frozenset(erased) if erased else _NONE), complete
 
 
 def erase_copy(event: Event, dumped: dict[str, Any]) -> dict[str, Any]:
