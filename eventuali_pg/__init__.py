@@ -27,6 +27,7 @@ from .errors import (
     StatementRefusedError,
     StoreClosedError,
     StreamerClosedError,
+    SubjectForgottenError,
     SubscriptionClosed,
     SubscriptionError,
     SubscriptionLagged,
@@ -34,6 +35,7 @@ from .errors import (
     UpcasterError,
 )
 from .models import Aggregate, Event, event_class_for, registered_event_types
+from .personal import ERASED, Personal
 from .projections import (
     Checkpoint,
     CheckpointStore,
@@ -50,6 +52,7 @@ from .projections import (
 )
 from .records import event_to_json, event_to_record
 from .store.event_store import EventStore
+from .store.forget import SubjectForgotten
 from .store.options import StoreOptions
 from .store.transaction import IsolationError, StoreTransaction
 from .stream import (
@@ -66,6 +69,7 @@ from .stream import (
 from .upcasting import check_upcasters, upcaster
 
 __all__ = [
+    "ERASED",
     "Aggregate",
     "AggregateTypeMismatchError",
     "Checkpoint",
@@ -94,6 +98,7 @@ __all__ = [
     "MissingHandlerError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Personal",
     "PositionBeyondHeadError",
     "Projection",
     "ProjectionRunner",
@@ -112,6 +117,8 @@ __all__ = [
     "StreamEvent",
     "StreamerClosedError",
     "StreamerStats",
+    "SubjectForgotten",
+    "SubjectForgottenError",
     "Subscription",
     "SubscriptionBuilder",
     "SubscriptionClosed",

@@ -277,3 +277,15 @@ class StreamerClosedError(SubscriptionError):
 class UpcasterError(ConfigurationError):
     """The upcasters and event classes do not form complete chains (a gap, a duplicate, an
     upcaster for a type no class handles)."""
+
+
+class SubjectForgottenError(EventualiError):
+    """A save carries personal data of a subject whose key :meth:`EventStore.forget` destroyed.
+
+    Nothing of the save was written. Personal data of a forgotten subject can be written again
+    only under a new key, asked for explicitly with :meth:`EventStore.new_subject_key`.
+    """
+
+    def __init__(self, message: str, *, subject_id: str) -> None:
+        super().__init__(message)
+        self.subject_id = subject_id

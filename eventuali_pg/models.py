@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, V
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import DecodeError, EventTypeConflictError, InvalidInputError, MissingHandlerError
+from .personal import PersonalField, personal_fields
 
 #: Fields every event carries; everything else on an event is its payload.
 ENVELOPE_FIELDS: frozenset[str] = frozenset(
@@ -103,6 +104,12 @@ class Event(BaseModel):
     _decode_error: ClassVar[DecodeError | None] = None
     # Likewise, set on an event an upcaster changed: the version it is stored at.
     _stored_event_version: ClassVar[int | None] = None
+    # Likewise, set on an event whose personal fields were erased (their subject forgotten).
+    _erased_fields: ClassVar[frozenset[str]] = frozenset()
+    #: The personal fields of the class (see :mod:`eventuali_pg.personal`), set when the
+    #: class is defined; empty for most classes, which then pay nothing for erasure.
+    __personal__: ClassVar[tuple[PersonalField, ...]] = ()
+    __personal_declared__: ClassVar[tuple[Any, str | None]] = (None, None)
 
     def __init_subclass__(
         cls,
@@ -111,9 +118,12 @@ class Event(BaseModel):
         replace: bool = False,
         example: bool = False,
         event_version: int | None = None,
+        personal: Iterable[str] | None = None,
+        personal_subject: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        cls.__personal_declared__ = (personal, personal_subject)
         if event_version is not None and (
             isinstance(event_version, bool)
             or not isinstance(event_version, int)
@@ -156,6 +166,13 @@ class Event(BaseModel):
                 "`replace=True` to take the name over deliberately"
             )
         _registry[name] = cls
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Find the class's personal fields once its fields are complete."""
+        super().__pydantic_init_subclass__(**kwargs)
+        declared, subject = cls.__dict__.get("__personal_declared__", (None, None))
+        cls.__personal__ = personal_fields(cls, declared, subject)
 
     if not TYPE_CHECKING:  # keeps the pydantic plugin's typed __init__ for type checkers
 
@@ -219,6 +236,12 @@ class Event(BaseModel):
         (payload fields as plain JSON values), so one unreadable row never stalls a reader.
         """
         return self._decode_error
+
+    @property
+    def erased_fields(self) -> frozenset[str]:
+        """Names of the personal fields erased because their subject was forgotten (they
+        read as their erased form, e.g. ``"[erased]"``); empty for every other event."""
+        return self._erased_fields
 
     @property
     def stored_event_version(self) -> int:

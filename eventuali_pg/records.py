@@ -6,7 +6,9 @@
 ``event_id`` (string), ``timestamp`` and ``recorded_at`` (ISO 8601 strings with a UTC offset,
 ``recorded_at`` None before the event is stored), ``causation_id``, ``correlation_id``,
 ``user_id``, ``metadata`` (object) and ``payload`` (object: :meth:`Event.payload`, datetimes,
-UUIDs and Decimals as strings). ``event_to_json(event)`` is that dict as compact JSON on one line.
+UUIDs and Decimals as strings); an event whose personal fields were erased (its subject
+forgotten) also has ``erased_fields`` (their names, sorted). ``event_to_json(event)`` is that
+dict as compact JSON on one line.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def event_to_record(event: Event) -> dict[str, Any]:
         {"stored_event_version": event.stored_event_version}
         if event.stored_event_version != event.event_version
         else {}
+    ) | (
+        # only on an event whose subject was forgotten: the personal fields erased
+        {"erased_fields": sorted(event.erased_fields)} if event.erased_fields else {}
     )
 
 

@@ -150,6 +150,7 @@ OPTIONS = [
 @given(options=st.dictionaries(st.sampled_from(OPTIONS) | st.text(max_size=8), weird, max_size=2))
 @example(options={"page_size": 2**63})  # before the fix: accepted, then the live feed stalled
 @example(options={"pool_max_size": 2**40})  # before the fix: asyncpg built 2^40 pool slots
+@example(options={"inline_projections": None})  # before the fix: a bare TypeError
 async def test_create_options(dsn: str, options: dict[str, Any]) -> None:
     """A store opened with odd options still saves, delivers and reads; else a typed error."""
     streamer = EventStreamer()

@@ -44,6 +44,7 @@ commands:
   events        read a range of events or one aggregate's history
   dead-letters  list, show, retry or discard the events projections parked
   console       the web console: dashboard, events, live tail, projections, dead letters
+  forget        erase a data subject's personal fields by destroying its key
   server        start, stop or locate the embedded PostgreSQL server
 
 Run `eventuali-pg COMMAND --help` for the options and an example of each command."""
@@ -220,6 +221,7 @@ def build_parser() -> _Parser:
     _add_events(commands, database)
     _add_dead_letters(commands, database)
     _add_console(commands, database)
+    _add_forget(commands, database)
     _add_server(commands)
     return parser
 
@@ -449,6 +451,24 @@ def _add_events(commands: _Commands, database: _Parser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     _filter_options(parser)
+
+
+def _add_forget(commands: _Commands, database: _Parser) -> None:
+    parser = _add_command(
+        commands,
+        "forget",
+        summary="erase a data subject's personal fields by destroying its key (irreversible)",
+        description=(
+            "Destroy the key of SUBJECT (crypto-shredding): its personal fields read as\n"
+            "[erased] on every read path from now on; events, positions and checkpoints stay.\n"
+            "Appends a SubjectForgotten event (projections' on_forget). Needs --yes."
+        ),
+        epilog=_examples("eventuali-pg forget customer-42 --yes"),
+        handler="forget:run",
+        parents=[database],
+    )
+    parser.add_argument("subject", type=_non_empty, metavar="SUBJECT", help="the subject id")
+    parser.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
 
 def _projection_spec(text: str) -> str:

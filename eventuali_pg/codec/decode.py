@@ -16,14 +16,21 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from ..errors import DecodeError
-from ..models import Event, event_class_for, event_from_row
+from ..models import Event, _registry
+from ..personal import ERASED
 from ..upcasting import has_upcaster, upcast
+from .personal import MARKER_TEXT, KeySource, reveal
+
+_NOTHING_ERASED: frozenset[str] = frozenset()
 
 
-def record_to_event(record: Any) -> Event:
+def record_to_event(record: Any, keys: KeySource | None = None) -> Event:
     """Build the event (of its registered class, else a generic Event) from a stored row.
 
     ``record`` has the columns of :data:`eventuali_pg.store.sql.EVENT_COLUMNS`, in that order.
+    Personal fields are decrypted with the ciphers ``keys`` gives (see
+    :mod:`eventuali_pg.codec.personal`); without ``keys``, or for a forgotten subject, they
+    read as their erased form and are listed in ``event.erased_fields``.
     """
     (
         global_position,
@@ -44,11 +51,27 @@ def record_to_event(record: Any) -> Event:
     data = from_json(payload)
     stored_type, stored_version = event_type, event_version
     failure: str | None = None
-    if has_upcaster(event_type, event_version):
+    erased = _NOTHING_ERASED
+    cls = _registry.get(event_type)
+    upcasting = has_upcaster(event_type, event_version)
+    try:
+        if cls is None or upcasting:  # no class to ask: look for encrypted values
+            if MARKER_TEXT in payload:
+                erased, _ = reveal(data, None, event_id, keys)
+        elif cls.__personal__:
+            erased, _ = reveal(data, cls.__personal__, event_id, keys)
+    except ValueError as exc:
+        failure = str(exc)
+    if upcasting and failure is None:
         try:
             event_type, event_version, data = upcast(event_type, event_version, data)
         except ValueError as exc:
             failure = str(exc)
+        cls = _registry.get(event_type)
+        if erased and cls is not None and cls.__personal__:
+            for field in cls.__personal__:  # erased before upcasting: the class's own form
+                if field.key in erased and data.get(field.key) == ERASED:
+                    data[field.key] = field.erased
     data["event_id"] = event_id
     data["aggregate_id"] = aggregate_id
     data["aggregate_type"] = aggregate_type
@@ -63,7 +86,6 @@ def record_to_event(record: Any) -> Event:
     data["metadata"] = {} if metadata == "{}" else from_json(metadata)
     data["recorded_at"] = recorded_at
     if failure is None:
-        cls = event_class_for(event_type)
         if cls is not None and cls.__versioned__ and event_version > cls.__event_version__:
             failure = (
                 f"it is stored at event_version {event_version}, newer than this process's "
@@ -72,7 +94,7 @@ def record_to_event(record: Any) -> Event:
             )
         else:
             try:
-                event = event_from_row(event_type, data)
+                event = (cls or Event).__pydantic_validator__.validate_python(data)
             except ValidationError as exc:
                 failure = "; ".join(
                     f"{'.'.join(str(part) for part in error['loc']) or '(event)'}: "
@@ -82,15 +104,17 @@ def record_to_event(record: Any) -> Event:
             else:
                 if event_version != stored_version:
                     object.__setattr__(event, "_stored_event_version", stored_version)
-                return event
+                if erased:
+                    object.__setattr__(event, "_erased_fields", erased)
+                return event  # type: ignore[no-any-return]
     if (event_type, event_version) != (stored_type, stored_version):
         failure = f"(upcast from {stored_type!r} version {stored_version}) {failure}"
     return _undecodable(data, failure)
 
 
-def records_to_events(records: Sequence[Any]) -> list[Event]:
+def records_to_events(records: Sequence[Any], keys: KeySource | None = None) -> list[Event]:
     """:func:`record_to_event` for each row, in order."""
-    return [record_to_event(record) for record in records]
+    return [record_to_event(record, keys) for record in records]
 
 
 def require_decoded(event: Event) -> Event:

@@ -9,7 +9,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -20,6 +20,7 @@ from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from ..errors import PayloadTooLargeError, SerializationError
 from ..models import ENVELOPE_FIELDS, Event
+from .personal import SubjectKey, encrypt_fields
 
 _ENVELOPE: set[str] = set(ENVELOPE_FIELDS)
 
@@ -79,8 +80,17 @@ class EncodedBatch:
             self.occurred_at,
         )
 
-    def add(self, event: Event, *, max_payload_bytes: int) -> None:
-        """Encode ``event`` and append its columns; raise before anything is stored if it can't."""
+    def add(
+        self,
+        event: Event,
+        *,
+        max_payload_bytes: int,
+        keys: Mapping[str, SubjectKey] | None = None,
+    ) -> None:
+        """Encode ``event`` and append its columns; raise before anything is stored if it can't.
+
+        Personal fields (see :mod:`eventuali_pg.personal`) are encrypted with the subject
+        keys in ``keys``."""
         # Fields go out under their aliases, as validation reads them back (Event sets
         # populate_by_name, so fields with only a validation alias come back by name).
         problem = _payload_key_problem(type(event))
@@ -97,6 +107,8 @@ class EncodedBatch:
             else b"{}"
         )
         _check_values(event, payload, metadata)
+        if type(event).__personal__:
+            payload = encrypt_fields(event, payload, keys or {})
         size = len(payload) + len(metadata)  # UTF-8 bytes, as the limit says
         if size > max_payload_bytes:
             raise PayloadTooLargeError(

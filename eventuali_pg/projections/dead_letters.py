@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..codec.personal import erase_copy
 from ..errors import InvalidInputError
 from ..models import Event
 from ..store.validation import check_limit, check_position
@@ -111,7 +112,7 @@ class DeadLetterQueue:
                 event.aggregate_id,
                 event.aggregate_type,
                 event.event_type,
-                json.dumps(event.model_dump(mode="json")),
+                json.dumps(erase_copy(event, event.model_dump(mode="json"))),
                 message,
                 trace,
                 attempts,

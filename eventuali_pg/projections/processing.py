@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
 from ..models import Event
+from ..personal import forgotten_subject, is_forget_event
 from ..stream.backoff import Backoff
 from ..stream.stream_event import StreamEvent
 from ._db import DatabaseFailure, HandlerFailure, cancelling, database_step
@@ -81,6 +82,9 @@ class EventHandling:
             return list(batch)
         mine = []
         for item in batch:
+            if is_forget_event(item.event):
+                mine.append(item)  # to every member: each erases after its own events
+                continue
             partition = self._partition_checkpoint(item.event.aggregate_id)
             if partition is not None and item.global_position > self._positions[partition]:
                 mine.append(item)  # else: handled already, by this partition's former member
@@ -94,6 +98,14 @@ class EventHandling:
             await self._handle(batch[:cut])
             await self._handle(batch[cut:])
             return
+        if len(batch) > 1:
+            at = next((i for i, item in enumerate(batch) if is_forget_event(item.event)), None)
+            if at is not None:
+                # A forget is its own call (on_forget), between the events around it.
+                for part in (batch[:at], batch[at : at + 1], batch[at + 1 :]):
+                    if part:
+                        await self._handle(part)
+                return
         self._batches += 1
         last = batch[-1].global_position
         replaying = last <= until
@@ -151,7 +163,13 @@ class EventHandling:
         """The handler's call, where whatever it raises becomes a :class:`HandlerFailure`."""
         projection = self._projection
         try:
-            if isinstance(projection, TransactionalProjection):
+            if is_forget_event(events[0]):
+                subject = forgotten_subject(events[0])
+                if isinstance(projection, TransactionalProjection):
+                    await projection.on_forget(subject, conn)
+                else:
+                    await projection.on_forget(subject)
+            elif isinstance(projection, TransactionalProjection):
                 if single:
                     await projection.handle_event(events[0], conn)
                 else:
@@ -171,7 +189,9 @@ class EventHandling:
         self, batch: list[StreamEvent], first_error: BaseException | None
     ) -> None:
         for item in batch:
-            if self._partition_checkpoint(item.event.aggregate_id) is None:
+            if self._partition_checkpoint(
+                item.event.aggregate_id
+            ) is None and not is_forget_event(item.event):
                 continue
             await self._attempt(item, first_error)
             await self._advanced(item.global_position)

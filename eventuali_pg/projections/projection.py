@@ -99,6 +99,15 @@ class Projection(_Positioned, ABC):
     async def reset(self) -> None:
         """Forget the read model before a rebuild from position 0 (default: nothing)."""
 
+    async def on_forget(self, subject_id: str) -> None:
+        """Erase what the read model holds of ``subject_id``, whose key
+        :meth:`EventStore.forget` destroyed (default: nothing).
+
+        Called in the event order: after every event written with the subject's key, before
+        any written after. At least once (again after a crash, and by every member of a
+        consumer group), so make it idempotent. Raising retries it and parks it like an event.
+        """
+
 
 class TransactionalProjection(_Positioned, ABC):
     """An exactly-once projection: every handler gets ``connection``, an asyncpg connection in
@@ -126,6 +135,16 @@ class TransactionalProjection(_Positioned, ABC):
     async def reset(self, connection: Any) -> None:
         """Empty the read model before a rebuild from position 0, in the transaction that also
         resets the checkpoint (default: nothing)."""
+
+    async def on_forget(self, subject_id: str, connection: Any) -> None:
+        """Erase what the read model holds of ``subject_id``, whose key
+        :meth:`EventStore.forget` destroyed, through ``connection`` (default: nothing).
+
+        Runs in the transaction that moves the checkpoint past the ``SubjectForgotten``
+        event (inline: in the transaction of the forget itself), in the event order: after
+        every event written with the subject's key, before any written after. Every member
+        of a consumer group calls it, so make it idempotent.
+        """
 
 
 AnyProjection = Projection | TransactionalProjection

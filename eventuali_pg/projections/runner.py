@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from .. import telemetry
 from .._tasks import cancel_and_wait, run_together
 from ..errors import CheckpointError, ConfigurationError, InvalidInputError
+from ..personal import FORGET_AGGREGATE_TYPE, FORGET_EVENT_TYPE
 from ..roles.check import require_writer
 from ..stream.backoff import Backoff
 from ..stream.receiver import EventStreamReceiver
@@ -584,10 +585,12 @@ class ProjectionRunner(ElasticSessions):
         start = self._committed = self._processed = stored
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
+        # Filters let the SubjectForgotten events through too: on_forget is due whatever the
+        # projection follows.
         subscription = Subscription(
             id=f"{self._checkpoint_id}@{uuid.uuid4().hex[:8]}",
-            aggregate_type_filter=self._aggregate_type_filter,
-            event_type_filter=self._event_type_filter,
+            aggregate_type_filter=_with(self._aggregate_type_filter, FORGET_AGGREGATE_TYPE),
+            event_type_filter=_with(self._event_type_filter, FORGET_EVENT_TYPE),
             from_position=start,
         )
         subscription._telemetry_name = self._subscription_id
@@ -688,6 +691,14 @@ class ProjectionRunner(ElasticSessions):
         # how far it has examined the stream, filtered-out events included.
         live_and_empty = stats.live and stats.buffer_depth == 0
         await self._advanced(head if live_and_empty else head - stats.lag)
+
+
+def _with(names: NameFilter, name: str) -> NameFilter:
+    """The filter ``names`` letting ``name`` through too (None stays: everything passes)."""
+    if names is None:
+        return None
+    listed = [names] if isinstance(names, str) else list(names)
+    return [*listed, name] if name not in listed else listed
 
 
 def _check_int(name: str, value: object) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .._identifiers import validate_identifier
+from ..personal import FORGET_EVENT_TYPE, FORGET_STREAM
 from ..store.sql import EVENT_COLUMNS
 
 #: The partition hash of an elastic group in SQL: the first 32 bits of the MD5 of the aggregate
@@ -267,13 +268,16 @@ SET error = EXCLUDED.error, traceback = EXCLUDED.traceback,
     def share_page(self) -> str:
         """Events after ``$1`` up to ``$2`` whose partition (of ``$3`` partitions) is one of
         ``$4``, in position order, at most ``$5``: one member's share, filtered in SQL (and by
-        aggregate types ``$6`` and event types ``$7``, each NULL for all)."""
+        aggregate types ``$6`` and event types ``$7``, each NULL for all). The events
+        :meth:`EventStore.forget` appends go to every member, whatever the filters
+        (``on_forget`` is due in each)."""
         return (
             f"SELECT {EVENT_COLUMNS} FROM {self.schema}.events "
             f"WHERE global_position > $1 AND global_position <= $2 "
-            f"AND {SHARE_HASH} % $3 = ANY($4::bigint[]) "
+            f"AND (({SHARE_HASH} % $3 = ANY($4::bigint[]) "
             "AND ($6::text[] IS NULL OR aggregate_type = ANY($6::text[])) "
-            "AND ($7::text[] IS NULL OR event_type = ANY($7::text[])) "
+            "AND ($7::text[] IS NULL OR event_type = ANY($7::text[]))) "
+            f"OR (aggregate_id = '{FORGET_STREAM}' AND event_type = '{FORGET_EVENT_TYPE}')) "
             "ORDER BY global_position LIMIT $5"
         )
 

@@ -31,9 +31,16 @@ from .._db import (
     unique_violation,
 )
 from ..codec import EncodedBatch
-from ..errors import ConcurrencyError, EventualiError, InvalidInputError, RetryMismatchError
+from ..errors import (
+    ConcurrencyError,
+    EventualiError,
+    InvalidInputError,
+    RetryMismatchError,
+    SubjectForgottenError,
+)
 from ..models import Aggregate, Event
 from .inline import InlineProjection, run_inline
+from .keys import forgotten_error
 from .sql import StoreSql
 
 
@@ -54,6 +61,9 @@ class SaveUnit:
     stored: list[tuple[int, datetime]] | None = None
     #: The save's span (when one is recording), for the link from the append statement's span.
     span_context: SpanContext | None = None
+    #: (subject id, key generation) of every subject key its personal fields were encrypted
+    #: with; the append checks each still exists (see :mod:`.keys`).
+    subjects: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.aggregate_ids = [aggregate.id for aggregate in self.aggregates]
@@ -116,8 +126,19 @@ def _unsettled_unless_committed(units: Sequence[SaveUnit]) -> Iterator[None]:
         raise
 
 
-def append_arguments(units: list[SaveUnit], channel: str) -> tuple[Any, ...]:
-    """Parameters of :attr:`StoreSql.append` for ``units`` (unit numbers are list indexes)."""
+def _keyed(units: Sequence[SaveUnit]) -> bool:
+    return any(unit.subjects for unit in units)
+
+
+def _forgotten(unit: SaveUnit) -> SubjectForgottenError:
+    return forgotten_error(", ".join(sorted({subject for subject, _ in unit.subjects})))
+
+
+def append_arguments(
+    units: list[SaveUnit], channel: str, keyed: bool = False
+) -> tuple[Any, ...]:
+    """Parameters of :attr:`StoreSql.append` for ``units`` (unit numbers are list indexes);
+    with ``keyed``, those of :attr:`StoreSql.append_keyed`."""
     aggregate_units: list[int] = []
     aggregate_ids: list[str] = []
     expected: list[int] = []
@@ -137,7 +158,7 @@ def append_arguments(units: list[SaveUnit], channel: str) -> tuple[Any, ...]:
         event_units += [index] * len(unit.batch)
         for target, values in zip(columns, unit.batch.columns(), strict=True):
             target += values
-    return (
+    arguments = (
         aggregate_units,
         aggregate_ids,
         expected,
@@ -147,6 +168,17 @@ def append_arguments(units: list[SaveUnit], channel: str) -> tuple[Any, ...]:
         *columns,
         channel,
     )
+    if not keyed:
+        return arguments
+    key_units: list[int] = []
+    subjects: list[str] = []
+    generations: list[int] = []
+    for index, unit in enumerate(units):
+        for subject, generation in unit.subjects:
+            key_units.append(index)
+            subjects.append(subject)
+            generations.append(generation)
+    return (*arguments, key_units, subjects, generations)
 
 
 @dataclass(frozen=True)
@@ -182,9 +214,13 @@ async def append(
             async with connection.transaction():
                 await lock_streams(connection, sql, units)
                 return await append(connection, sql, dsn, units)
+    keyed = _keyed(units)
     with database_errors(dsn, writing=True):
         try:
-            row = await connection.fetchrow(sql.append, *append_arguments(units, sql.channel))
+            row = await connection.fetchrow(
+                sql.append_keyed if keyed else sql.append,
+                *append_arguments(units, sql.channel, keyed),
+            )
         except ServerError as exc:
             if is_lost_connection(exc) or connection.is_in_transaction():
                 # Inside the caller's transaction the statement cannot be re-run alone: the
@@ -206,8 +242,12 @@ async def append(
             return AppendResult(None, [units[0]] if units[0].committed else [])
     assert row is not None
     rejected = set(row["rejected"])
-    left_alone = rejected | set(row["busy"])
+    forgotten = set(row["forgotten"]) if keyed else set()
+    rejected -= forgotten
+    left_alone = rejected | forgotten | set(row["busy"])
     accepted = [unit for index, unit in enumerate(units) if index not in left_alone]
+    for index in forgotten:
+        units[index].fail(_forgotten(units[index]))
     head = row["head"]
     position = (head or 0) - sum(len(unit.batch) for unit in accepted) + 1
     for unit in accepted:
@@ -375,10 +415,17 @@ async def _stage_statement(
     with database_errors(dsn, writing=True):
         if wait:
             await lock_streams(connection, sql, [unit])
-        row = await connection.fetchrow(sql.stage, *append_arguments([unit], sql.channel))
+        keyed = _keyed([unit])
+        row = await connection.fetchrow(
+            sql.stage_keyed if keyed else sql.stage,
+            *append_arguments([unit], sql.channel, keyed),
+        )
     assert row is not None
     if row["busy"]:
         return False
+    if keyed and row["forgotten"]:
+        unit.fail(_forgotten(unit))
+        return True
     if row["rejected"]:
         await _settle_rejected(connection, sql, dsn, unit)
     return True

@@ -18,20 +18,27 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from .. import telemetry
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
 from .._dsn import resolve_dsn
-from ..codec import EncodedBatch, require_decoded
+from ..codec import require_decoded
 from ..compat.store import UpstreamStoreMethods
-from ..context import stamp_events
-from ..errors import AggregateTypeMismatchError, StoreClosedError
+from ..errors import (
+    AggregateTypeMismatchError,
+    ConfigurationError,
+    StoreClosedError,
+    SubjectForgottenError,
+)
 from ..models import Aggregate, Event, aggregate_type_of
 from ..upcasting import check_upcasters
 from .appender import AppendResult, SaveUnit, append, append_with_inline
+from .forget import forget, new_subject_key
 from .inline import InlineHandler, InlineProjection
+from .keys import KeyRing
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
 from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
 from .transaction import TransactionScope, save_in_caller_transaction
+from .units import events_of, prepare, unit_of
 from .validation import check_aggregate_class, check_aggregates_to_save
 from .writer import AppendWriter
 
@@ -83,7 +90,16 @@ class EventStore(UpstreamStoreMethods):
         self._pool = pool
         self._options = options
         self._sql: StoreSql = store_sql(options.schema, options.notify_channel)
-        self._reader = EventReader(pool, self._sql, connector.dsn, page_size=options.page_size)
+        self._keys = KeyRing(
+            pool,
+            options.schema,
+            connector.dsn,
+            size=options.key_cache_size,
+            ttl=float(options.key_cache_ttl),
+        )
+        self._reader = EventReader(
+            pool, self._sql, connector.dsn, page_size=options.page_size, keys=self._keys
+        )
         self._writer = AppendWriter(
             self._append_group,
             self._group_done,
@@ -127,6 +143,14 @@ class EventStore(UpstreamStoreMethods):
         if "connection_string" in options and dsn is None:  # upstream eventuali's keyword
             dsn = options.pop("connection_string")
         settings = StoreOptions.from_keywords(**options)
+        if isinstance(inline_projections, (str, bytes)) or not isinstance(
+            inline_projections, Iterable
+        ):
+            raise ConfigurationError(
+                "inline_projections must be an iterable of TransactionalProjection objects "
+                f"(or empty), got {inline_projections!r}"
+            )
+        inline_projections = list(inline_projections)
         check_upcasters()  # incomplete chains fail here, not deep inside a subscriber
         connector = Connector(
             resolve_dsn(dsn),
@@ -245,11 +269,16 @@ class EventStore(UpstreamStoreMethods):
             await save_in_caller_transaction(self, aggregates, connection, session)
             return None
         with telemetry.save_span(self.schema) as span:
-            unit = self.encode(aggregates)
+            unit = await self.prepare(check_aggregates_to_save(aggregates))
             if unit is None:
                 return None
             telemetry.describe_save(span, unit)
-            await self._writer.submit(unit)
+            try:
+                await self._writer.submit(unit)
+            except SubjectForgottenError:
+                for subject, _ in unit.subjects:
+                    self._keys.evict(subject)
+                raise
             telemetry.describe_saved(span, unit)
         positions = [event.global_position for event in unit.events]
         return max((p for p in positions if p is not None), default=None)
@@ -271,24 +300,24 @@ class EventStore(UpstreamStoreMethods):
             listener(head)
 
     def encode(self, aggregates: Iterable[Aggregate]) -> SaveUnit | None:
-        """Validate and encode a save of ``aggregates`` (None when there is nothing to save)."""
-        return self._unit_of(check_aggregates_to_save(aggregates))
+        """Validate and encode a save of ``aggregates`` (None when there is nothing to save).
 
-    def _unit_of(self, pending: list[tuple[Aggregate, list[Event]]]) -> SaveUnit | None:
-        if not pending:
-            return None
-        batch = EncodedBatch()
-        expected: list[int] = []
-        events: list[Event] = []
-        for aggregate, uncommitted in pending:
-            expected.append(aggregate.version - len(uncommitted))
-            events += uncommitted
-        stamp_events(events)
-        telemetry.inject_trace_context(events)
+        Events with personal fields need their subjects' keys: use :meth:`prepare`."""
+        pending = check_aggregates_to_save(aggregates)
         limit = self._options.max_payload_bytes
-        for event in events:
-            batch.add(event, max_payload_bytes=limit)
-        return SaveUnit([aggregate for aggregate, _ in pending], expected, events, batch)
+        return unit_of(pending, events_of(pending), None, max_payload_bytes=limit)
+
+    async def prepare(
+        self, pending: list[tuple[Aggregate, list[Event]]], connection: Connection | None = None
+    ) -> SaveUnit | None:
+        """Encode checked ``pending`` events (see :mod:`eventuali_pg.store.units`), with
+        their subjects' keys (created on ``connection``, the caller's transaction, if given)."""
+        return await prepare(
+            pending,
+            self._keys,
+            max_payload_bytes=self._options.max_payload_bytes,
+            connection=connection,
+        )
 
     async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
         with telemetry.group_span(self.schema, units), database_errors(self.dsn, writing=True):
@@ -349,6 +378,30 @@ class EventStore(UpstreamStoreMethods):
         """Stop calling ``listener``."""
         if listener in self._commit_listeners:
             self._commit_listeners.remove(listener)
+
+    # -- personal data -------------------------------------------------------------------------
+
+    async def forget(self, subject_id: str) -> int | None:
+        """Erase the personal data of ``subject_id`` by destroying its key (crypto-shredding):
+        events and positions stay, every read gives its personal fields erased
+        (``event.erased_fields``), its snapshots go, saves of personal data for it raise
+        :class:`SubjectForgottenError`, and projections get ``on_forget(subject_id)``. Returns
+        the position of the ``SubjectForgotten`` event appended (None: already forgotten).
+        See :mod:`eventuali_pg.store.forget` and "Security" in the README."""
+        self._check_open()
+        return await forget(self, subject_id)
+
+    async def new_subject_key(self, subject_id: str) -> int:
+        """Give a forgotten subject a new key, so personal data of it can be saved again
+        (events written under the old key stay erased); returns the new key generation.
+        Raises :class:`InvalidInputError` when the subject is not forgotten."""
+        self._check_open()
+        return await new_subject_key(self, subject_id)
+
+    @property
+    def keys(self) -> KeyRing:
+        """The store's subject keys and their cache."""
+        return self._keys
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..errors import InvalidInputError
 from ..models import Event
+from ..personal import FORGET_EVENT_TYPE, forgotten_subject
 from .validation import check_name_filter
 
 
@@ -72,7 +73,18 @@ class InlineProjection:
 async def run_inline(
     projections: Sequence[InlineProjection], events: Sequence[Event], connection: Any
 ) -> None:
-    """Call every inline projection with its matching events, on ``connection``."""
+    """Call every inline projection with its matching events, on ``connection``.
+
+    The ``SubjectForgotten`` event of :meth:`EventStore.forget` (saved alone) goes to every
+    projection's ``on_forget(subject_id, connection)`` instead, whatever its filters: the read
+    models are erased in the transaction that destroys the key."""
+    if len(events) == 1 and events[0].event_type == FORGET_EVENT_TYPE:
+        subject = forgotten_subject(events[0])
+        for projection in projections:
+            on_forget = getattr(projection.handler, "on_forget", None)
+            if on_forget is not None:
+                await on_forget(subject, connection)
+        return
     for projection in projections:
         matching = projection.matching(events)
         if matching:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .._identifiers import validate_identifier
 from ..errors import ConfigurationError
+from .keys import DEFAULT_KEY_CACHE_SIZE, DEFAULT_KEY_CACHE_TTL
 from .sql import DEFAULT_SCHEMA
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -30,6 +31,9 @@ class StoreOptions:
     ``max_batch_wait`` (seconds a save may wait for company, 0 to 1). Delivery: ``notify``
     (LISTEN for appends; False polls only), ``poll_interval`` (default 1.0, or 0.2 without
     LISTEN), ``heartbeat_interval``/``heartbeat_timeout``, ``page_size`` (rows per read).
+    Personal data: ``key_cache_size`` (subject keys kept in memory), ``key_cache_ttl``
+    (seconds a cached key is trusted: how long another process may still decrypt a subject
+    after it was forgotten).
     """
 
     schema: str = DEFAULT_SCHEMA
@@ -46,6 +50,8 @@ class StoreOptions:
     page_size: int = 1000
     max_batch_events: int = 1000
     max_batch_wait: float = 0.0
+    key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
+    key_cache_ttl: float = DEFAULT_KEY_CACHE_TTL
 
     @classmethod
     def from_keywords(cls, **keywords: Any) -> StoreOptions:
@@ -76,7 +82,13 @@ class StoreOptions:
     def _validate(self) -> None:
         validate_identifier(self.schema, what="schema name")
         validate_identifier(self.notify_channel, what="notification channel")
-        for name in ("max_payload_bytes", "pool_max_size", "page_size", "max_batch_events"):
+        for name in (
+            "max_payload_bytes",
+            "pool_max_size",
+            "page_size",
+            "max_batch_events",
+            "key_cache_size",
+        ):
             _positive_int(getattr(self, name), name)
         for name, highest in (("pool_max_size", MAX_POOL_SIZE), ("page_size", MAX_PAGE_SIZE)):
             if getattr(self, name) > highest:
@@ -99,6 +111,7 @@ class StoreOptions:
             "connect_timeout": self.connect_timeout,
             "heartbeat_interval": self.heartbeat_interval,
             "heartbeat_timeout": self.heartbeat_timeout,
+            "key_cache_ttl": self.key_cache_ttl,
         }
         if self.poll_interval is not None:
             seconds["poll_interval"] = self.poll_interval

@@ -11,6 +11,7 @@ from .._db import Pool, Record, database_errors
 from ..codec import records_to_events
 from ..errors import InvalidInputError
 from ..models import Event
+from .keys import KeyRing
 from .sql import StoreSql
 from .validation import (
     check_aggregate_id,
@@ -23,11 +24,24 @@ from .validation import (
 class EventReader:
     """Read queries of one store, on its pool."""
 
-    def __init__(self, pool: Pool, sql: StoreSql, dsn: str, *, page_size: int) -> None:
+    def __init__(
+        self, pool: Pool, sql: StoreSql, dsn: str, *, page_size: int, keys: KeyRing
+    ) -> None:
         self._pool = pool
         self._sql = sql
         self._dsn = dsn
         self._page_size = page_size
+        self._keys = keys
+
+    async def decode(self, rows: list[Record]) -> list[Event]:
+        """The events of ``rows``; the subject keys their personal fields need and the cache
+        lacks are fetched in one query, then the page is decoded again."""
+        lookup = self._keys.lookup()
+        events = records_to_events(rows, lookup)
+        if lookup.missing:
+            await self._keys.fetch(lookup)
+            events = records_to_events(rows, lookup)
+        return events
 
     async def fetch(self, query: str, *args: Any) -> list[Record]:
         """Rows of ``query`` (driver failures raised as library errors)."""
@@ -43,7 +57,7 @@ class EventReader:
         """Events of one aggregate with a version above ``from_version``, oldest first."""
         check_aggregate_id(aggregate_id)
         check_position(from_version, what="from_version")
-        return records_to_events(
+        return await self.decode(
             await self.fetch(self._sql.load_aggregate, aggregate_id, from_version)
         )
 
@@ -73,7 +87,7 @@ class EventReader:
         )
         args: list[Any] = [position]
         args += [f for f in (aggregate_filter, event_filter, up_to, limit) if f is not None]
-        return records_to_events(await self.fetch(query, *args))
+        return await self.decode(await self.fetch(query, *args))
 
     async def iterate(
         self,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -179,6 +180,23 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         CheckConstraint("version >= 1", name="projection_versions_version_positive"),
     )
 
+    # One key per data subject (eventuali_pg.store.keys); a forgotten subject keeps its row
+    # as a tombstone: key NULL, forgotten_at set.
+    Table(
+        "subject_keys",
+        metadata,
+        Column("subject_id", Text, nullable=False),
+        Column("generation", Integer, nullable=False, server_default=text("1")),
+        Column("key", LargeBinary, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("forgotten_at", DateTime(timezone=True), nullable=True),
+        PrimaryKeyConstraint("subject_id", name="subject_keys_pkey"),
+        CheckConstraint(
+            "(key IS NULL) = (forgotten_at IS NOT NULL)", name="subject_keys_key_or_tombstone"
+        ),
+        CheckConstraint("key IS NULL OR octet_length(key) = 32", name="subject_keys_key_length"),
+        CheckConstraint("generation >= 1", name="subject_keys_generation_positive"),
+    )
     # Elastic consumer groups (eventuali_pg.projections.membership): live members, renewed
     # every heartbeat, and one lease row per partition naming its owner.
     Table(

@@ -57,6 +57,18 @@ class StoreSql:
         return _append(self.schema, "try")
 
     @property
+    def append_keyed(self) -> str:
+        """:attr:`append` for units with personal fields: ``$20..$22`` give per unit the
+        subjects and key generations it encrypted with (see :mod:`.keys`); an extra column
+        ``forgotten`` lists the units left out because one of those keys is gone."""
+        return _append(self.schema, "try", True)
+
+    @property
+    def stage_keyed(self) -> str:
+        """:attr:`stage` with the key check of :attr:`append_keyed`."""
+        return _append(self.schema, "stage", True)
+
+    @property
     def lock_streams(self) -> str:
         """Wait for the stream lock of each aggregate id in ``$1`` (in that order: sort them),
         held until the transaction ends. Its own statement, so that the statement that follows
@@ -79,11 +91,15 @@ class StoreSql:
     @property
     def snapshot_save(self) -> str:
         """Keep the snapshot ``$1..$5`` (aggregate id, type, snapshot version, version, state)
-        unless a newer one of the same snapshot version is already there."""
+        unless a newer one of the same snapshot version is already there, or the aggregate
+        id is a forgotten subject (a state captured before ``forget`` committed; the share
+        lock makes a concurrent forget wait, then delete it)."""
         s = self.schema
         return (
             f"INSERT INTO {s}.snapshots (aggregate_id, aggregate_type, snapshot_version, version,"
-            " state) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (aggregate_id) DO UPDATE SET"
+            " state) SELECT $1, $2, $3, $4, $5::jsonb WHERE (SELECT k.key IS NOT NULL FROM"
+            f" {s}.subject_keys k WHERE k.subject_id = $1 FOR SHARE) IS NOT FALSE"
+            " ON CONFLICT (aggregate_id) DO UPDATE SET"
             " aggregate_type = EXCLUDED.aggregate_type, snapshot_version ="
             " EXCLUDED.snapshot_version, version = EXCLUDED.version, state = EXCLUDED.state,"
             f" taken_at = now() WHERE {s}.snapshots.version < EXCLUDED.version"
@@ -166,7 +182,42 @@ class StoreSql:
 
 
 @cache
-def _append(schema: str, mode: str) -> str:
+def _append(schema: str, mode: str, keyed: bool = False) -> str:
+    statement = _append_plain(schema, mode)
+    if not keyed:
+        return statement
+    # Units with personal fields: each (unit, subject, key generation) it encrypted with is in
+    # $20..$22. Every key row must still hold that generation's key; a share lock keeps it so
+    # until the commit (a forget waits for it), and a unit whose key is gone is left out.
+    s = schema
+    keys = f"""), needed AS (
+    SELECT n.* FROM unnest($20::int[], $21::text[], $22::int[]) AS n(unit, subject_id, generation)
+), keyed AS (
+    SELECT k.subject_id, k.generation
+    FROM (SELECT DISTINCT subject_id FROM needed) w
+    JOIN {s}.subject_keys k ON k.subject_id = w.subject_id
+    WHERE k.key IS NOT NULL
+    ORDER BY k.subject_id
+    FOR SHARE OF k
+), unkeyed AS (
+    SELECT DISTINCT n.unit FROM needed n LEFT JOIN keyed k USING (subject_id, generation)
+    WHERE k.subject_id IS NULL
+), locks AS ("""
+    statement = statement.replace("\n), locks AS (", "\n" + keys, 1)
+    statement = statement.replace(
+        "SELECT unit FROM rejected UNION SELECT unit FROM busy",
+        "SELECT unit FROM rejected UNION SELECT unit FROM busy UNION SELECT unit FROM unkeyed",
+        1,
+    )
+    return statement.replace(
+        "ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy",
+        "ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy,\n"
+        "       ARRAY(SELECT unit FROM unkeyed ORDER BY unit) AS forgotten",
+        1,
+    )
+
+
+def _append_plain(schema: str, mode: str) -> str:
     s = schema
     lock_key = f"hashtextextended('eventuali_pg:stream:{s}:' || o.aggregate_id, 0)"
     ordered = "(SELECT unit, aggregate_id FROM expected ORDER BY aggregate_id) o"

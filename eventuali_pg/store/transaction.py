@@ -30,6 +30,7 @@ from .._db.sqlalchemy_session import driver_connection
 from ..errors import InvalidInputError
 from ..models import Aggregate, Event
 from .appender import SaveUnit, stage
+from .validation import check_aggregates_to_save
 
 if TYPE_CHECKING:
     from .event_store import EventStore
@@ -76,7 +77,7 @@ async def save_in_caller_transaction(
     assert connection is not None
     await check_caller_transaction(connection, store.dsn)
     with telemetry.save_span(store.schema, transactional=True) as span:
-        unit = store.encode(aggregates)
+        unit = await store.prepare(check_aggregates_to_save(aggregates), connection)
         if unit is None:
             return
         telemetry.describe_save(span, unit)
@@ -94,8 +95,6 @@ def pending_events(
     aggregates: Iterable[Aggregate], staged: set[int]
 ) -> list[tuple[Aggregate, list[Event]]]:
     """Each aggregate's uncommitted events not yet staged in this transaction."""
-    from .validation import check_aggregates_to_save
-
     result = []
     for aggregate, events in check_aggregates_to_save(aggregates):
         fresh = [event for event in events if id(event) not in staged]
@@ -127,7 +126,9 @@ class StoreTransaction:
     async def save_all(self, aggregates: Iterable[Aggregate]) -> None:
         """Stage the uncommitted events of several aggregates (all or none)."""
         with telemetry.save_span(self._store.schema, transactional=True) as span:
-            unit = self._store._unit_of(pending_events(aggregates, self._staged))
+            unit = await self._store.prepare(
+                pending_events(aggregates, self._staged), self._connection
+            )
             if unit is None:
                 return
             telemetry.describe_save(span, unit)

@@ -6,7 +6,7 @@ partition of the group: its owner and when the owner's lease runs out. Usable by
 library (it ignores both tables), which the compatibility row declares.
 
 Revision ID: 0009_group_members
-Revises: 0007_projection_versions
+Revises: 0008_subject_keys
 Create Date: 2026-11-30
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from eventuali_pg.migration import migration_schema
 
 revision: str = "0009_group_members"
-down_revision: str | None = "0007_projection_versions"
+down_revision: str | None = "0008_subject_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -69,6 +69,6 @@ def downgrade() -> None:
     op.drop_table("group_partitions", schema=schema)
     op.drop_table("group_members", schema=schema)
     op.execute(
-        f"UPDATE {schema}.schema_compatibility SET revision = '0007_projection_versions', "
-        "oldest_compatible = '0006_snapshots' WHERE id = 1"
+        f"UPDATE {schema}.schema_compatibility SET revision = '0008_subject_keys', "
+        "oldest_compatible = '0007_projection_versions' WHERE id = 1"
     )
