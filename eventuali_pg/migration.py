@@ -418,7 +418,23 @@ async def _partition(
             f"a partitioned events table needs the schema {schema!r} at the newest revision "
             f"({head_revision()}); migrate to head with the partition size"
         )
+    existing = await partition_size_of(connection, schema)
+    if existing is not None and existing != size:
+        raise ConfigurationError(
+            f"the events table of schema {schema!r} is already partitioned by {existing} events; "
+            "the partition size cannot change once chosen"
+        )
     await connection.execute(conversion_sql(schema, size))
+
+
+async def partition_size_of(connection: DbConnection, schema: str) -> int | None:
+    """The partition size of the schema's events table, None when it is not partitioned."""
+    validate_identifier(schema, what="schema name")
+    table = f"{schema}.event_partitioning"
+    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+        return None
+    size = await connection.fetchval(f"SELECT partition_size FROM {table} WHERE id = 1")
+    return int(size) if size is not None else None
 
 
 def _left_to_the_application(

@@ -84,14 +84,14 @@ BEGIN
         -- A standalone table attached afterwards: ATTACH PARTITION takes a SHARE UPDATE
         -- EXCLUSIVE lock on events, where CREATE TABLE ... PARTITION OF would take ACCESS
         -- EXCLUSIVE and wait for (and block) every reader.
-        EXECUTE format('CREATE TABLE %I.%I (LIKE %I.events INCLUDING DEFAULTS '
-                       'INCLUDING CONSTRAINTS)', '{s}', part, '{s}');
-        EXECUTE format('ALTER TABLE %I.events ATTACH PARTITION %I.%I FOR VALUES FROM (%s) '
-                       'TO (%s)', '{s}', '{s}', part, bound, bound + size);
+        EXECUTE 'CREATE TABLE {s}.' || quote_ident(part)
+            || ' (LIKE {s}.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)';
+        EXECUTE 'ALTER TABLE {s}.events ATTACH PARTITION {s}.' || quote_ident(part)
+            || ' FOR VALUES FROM (' || bound || ') TO (' || (bound + size) || ')';
         -- Row triggers of events reach every partition; TRUNCATE triggers do not.
-        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I.%I FOR EACH STATEMENT '
-                       'EXECUTE FUNCTION %I.refuse_history_rewrite()',
-                       part || '_no_truncate', '{s}', part, '{s}');
+        EXECUTE 'CREATE TRIGGER ' || quote_ident(part || '_no_truncate')
+            || ' BEFORE TRUNCATE ON {s}.' || quote_ident(part)
+            || ' FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_history_rewrite()';
         bound := bound + size;
     END LOOP;
     IF bound <> first_bound THEN
@@ -186,8 +186,8 @@ BEGIN
     IF existing = size THEN
         RETURN;
     ELSIF existing IS NOT NULL THEN
-        RAISE EXCEPTION 'the events table of schema {s} is already partitioned by % events; '
-            'the partition size cannot change', existing;
+        RAISE EXCEPTION USING MESSAGE = 'the events table of schema {s} is already '
+            || 'partitioned by ' || existing || ' events; the partition size cannot change';
     END IF;
     LOCK TABLE {s}.events, {s}.global_sequence IN ACCESS EXCLUSIVE MODE;
     SELECT position INTO head FROM {s}.global_sequence WHERE id = 1;
@@ -211,8 +211,8 @@ BEGIN
         ON {s}.events (aggregate_type, global_position);
     CREATE INDEX events_event_type_position_idx ON {s}.events (event_type, global_position);
     CREATE INDEX events_aggregate_version_idx ON {s}.events (aggregate_id, aggregate_version);
-    EXECUTE format('ALTER TABLE {s}.events ATTACH PARTITION {s}.{FIRST_PARTITION} '
-                   'FOR VALUES FROM (1) TO (%s)', bound);
+    EXECUTE 'ALTER TABLE {s}.events ATTACH PARTITION {s}.{FIRST_PARTITION} '
+        || 'FOR VALUES FROM (1) TO (' || bound || ')';
 
     CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON {s}.events
         FOR EACH ROW EXECUTE FUNCTION {refuse};
