@@ -52,7 +52,8 @@ class StoreSql:
            aggregate collide on ``streams_pkey``, the per-aggregate guard that needs no unique
            key on events, so it holds on a partitioned table too);
         4. only then advance the sequence row and insert the events with dense positions in
-           input order, and notify.
+           input order (on a partitioned table, record their ids in ``event_ids``, whose
+           primary key refuses an id stored before), and notify.
 
         Run outside an explicit transaction, the statement is its own transaction: the sequence
         row is locked from its UPDATE until the commit that follows at once, so appenders commit
@@ -264,6 +265,11 @@ SELECT (SELECT count(*) FROM staged) AS staged,
            a.aggregate_version, a.event_type, a.event_version, a.payload::jsonb, a.causation_id,
            a.correlation_id, a.user_id, a.metadata::jsonb, a.occurred_at
     FROM seq, accepted a
+    RETURNING 1
+), recorded AS (
+    INSERT INTO {s}.event_ids (event_id, global_position)
+    SELECT a.event_id, seq.position - seq.n + a.rn FROM seq, accepted a
+    WHERE EXISTS (SELECT FROM {s}.event_partitioning WHERE id = 1)
     RETURNING 1
 )
 SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,

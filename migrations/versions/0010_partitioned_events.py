@@ -27,7 +27,6 @@ from eventuali_pg.store.partitioning import (
     assign_positions_function_sql,
     conversion_sql,
     extend_function_sql,
-    record_ids_function_sql,
     reversion_sql,
 )
 
@@ -73,7 +72,6 @@ def upgrade() -> None:
         f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse_history_rewrite()"
     )
     op.execute(extend_function_sql(schema))
-    op.execute(record_ids_function_sql(schema))
     op.execute(assign_positions_function_sql(schema, COLUMNS))
     op.execute(
         f"UPDATE {schema}.schema_compatibility SET revision = '{revision}', "
@@ -87,9 +85,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     schema = migration_schema()
     op.execute(reversion_sql(schema))
-    op.execute(f"DROP TRIGGER IF EXISTS events_record_ids ON {schema}.events")
     op.execute(_assign_positions_0004(schema))
-    op.execute(f"DROP FUNCTION IF EXISTS {schema}.record_event_ids()")
     op.execute(f"DROP FUNCTION IF EXISTS {schema}.extend_event_partitions(bigint)")
     op.drop_table("event_ids", schema=schema)
     op.drop_table("event_partitioning", schema=schema)
