@@ -33,7 +33,6 @@ from benchmarks._common import Stopwatch, aggregate_with, rate, with_database
 from eventuali_pg import EventStore
 
 
-
 async def one_writer(dsn: str, schema: str, per_save: int, saves: int) -> float:
     """Events/s of sequential saves of ``per_save`` events each."""
     aggregates = [aggregate_with(per_save) for _ in range(saves)]
