@@ -13,8 +13,10 @@ import asyncio
 import itertools
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -319,6 +321,10 @@ async def test_an_existing_store_is_converted_in_place(
         await store.save_all(tickers(100, 23))
     before = await conn.fetch(f"SELECT * FROM {s}.events ORDER BY global_position")
     assert len(before) == 2301
+    # Built beforehand without blocking writers, the index the conversion needs is adopted.
+    await conn.execute(
+        f"CREATE INDEX CONCURRENTLY events_p0_aggregate_id_aggregate_version_idx "
+        f"ON {s}.events (aggregate_id, aggregate_version)")
 
     # The documented conversion: migrate with a partition size (the same SQL as printed).
     await eventuali_pg.migrate(dsn, schema=s, partition_size=1000)
@@ -328,6 +334,16 @@ async def test_an_existing_store_is_converted_in_place(
     assert [p[1] for p in parts[1:]] == [3001, 4001, 5001][: len(parts) - 1]
     assert await conn.fetchval(
         "SELECT relkind::text FROM pg_class WHERE oid = $1::regclass", f"{s}.events_p0") == "r"
+    indexes = await conn.fetch(
+        "SELECT i.indexrelid::regclass::text AS index, h.inhparent::regclass::text AS parent "
+        "FROM pg_index i LEFT JOIN pg_inherits h ON h.inhrelid = i.indexrelid "
+        "WHERE i.indrelid = $1::regclass ORDER BY 1", f"{s}.events_p0")
+    assert [(r["index"].split(".")[1], r["parent"].split(".")[1]) for r in indexes] == [
+        ("events_p0_aggregate_id_aggregate_version_idx", "events_aggregate_version_idx"),
+        ("events_p0_aggregate_type_position_idx", "events_aggregate_type_position_idx"),
+        ("events_p0_event_type_position_idx", "events_event_type_position_idx"),
+        ("events_p0_pkey", "events_pkey"),
+    ]
 
     async with await EventStore.create(dsn, schema=s) as store:
         await store.save(retry)  # an old save retried: recognised through event_ids
@@ -363,6 +379,43 @@ async def test_an_existing_store_is_converted_in_place(
     assert await eventuali_pg.migration.current_revision(dsn, schema=s) == head_revision()
     assert await conn.fetchval(
         "SELECT relkind::text FROM pg_class WHERE oid = $1::regclass", f"{s}.events") == "r"
+
+
+@pytest.fixture
+async def app_role(conn: asyncpg.Connection) -> AsyncIterator[str]:
+    name = f"eventuali_test_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE ROLE {name} LOGIN")
+    try:
+        yield name
+    finally:
+        await conn.execute(f"DROP OWNED BY {name}; DROP ROLE {name}")
+
+
+async def test_a_role_with_only_dml_privileges_gets_its_partitions(
+    dsn: str, scratch_schema: str, conn: asyncpg.Connection, app_role: str
+) -> None:
+    # Partitions are created by a SECURITY DEFINER function: the application's role needs no
+    # right to create tables or to own events.
+    s = scratch_schema
+    await eventuali_pg.migrate(dsn, schema=s, partition_size=100)
+    await conn.execute(f"GRANT USAGE ON SCHEMA {s} TO {app_role}; "
+                       f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {s} TO {app_role}; "
+                       f"GRANT DELETE ON {s}.pending_events TO {app_role}; "
+                       f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {app_role}")
+    parts = urlsplit(dsn)
+    role_dsn = urlunsplit((parts.scheme, f"{app_role}@{parts.netloc.rsplit('@', 1)[-1]}",
+                           parts.path, parts.query, ""))
+    async with await EventStore.create(role_dsn, schema=s) as store:
+        for n in range(8):
+            await store.save_all(tickers(10, 10, writer=f"dml{n}"))
+            async with store.transaction() as tx:
+                await tx.save(tickers(1, 20, writer=f"tx{n}")[0])
+    head = await assert_dense_and_partitioned(conn, s)
+    assert head == 8 * 120 and len(await partitions(conn, s)) >= 10
+    owners = await conn.fetch(
+        "SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass", f"{s}.events")
+    assert [r["owner"] for r in owners] == [await conn.fetchval("SELECT current_user")]
 
 
 def test_the_conversion_is_one_printable_block() -> None:
