@@ -447,7 +447,14 @@ async def test_reads_prune_partitions_and_use_their_indexes(
             aggregate_types=True, event_types=False, upper_bound=False, limit=True)
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + by_type, 0, ["Rare"], 10))
         assert "aggregate_type_global_position_idx" in plan, plan
+        late = tickers(1, 3, writer="late")[0]
+        await store.save(late)  # its first event in the fifth partition
         plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + store._sql.load_aggregate, "some-id", 0))
+            "EXPLAIN (ANALYZE, COSTS OFF) " + store._sql.load_aggregate, late.id, 0))
         assert "aggregate_id_aggregate_version_idx" in plan, plan
+        # The partitions before its first event are skipped at run time (first_position).
+        for k in range(4):
+            assert f"on events_p{k} events_{k + 1} (never executed)" in plan, plan
+        assert "on events_p4 events_5 (actual" in plan, plan
+        assert [e.aggregate_version for e in await store.load_events(late.id)] == [1, 2, 3]
 

@@ -104,6 +104,9 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         Column("version", Integer, nullable=False),
         Column("snapshot_version", Integer, nullable=True),
         Column("erasure_key_id", Text, nullable=True),
+        # At most the position of the aggregate's first event (0010; NULL before): reads of
+        # its events skip the partitions before it.
+        Column("first_position", BigInteger, nullable=True),
         PrimaryKeyConstraint("aggregate_id", name="streams_pkey"),
         CheckConstraint("version >= 0", name="streams_version_not_negative"),
     )

@@ -50,7 +50,9 @@ class StoreSql:
            deadlock) and reject every unit with an aggregate not at its expected version;
         3. move the accepted aggregates' rows (insert the new ones: two creations of one
            aggregate collide on ``streams_pkey``, the per-aggregate guard that needs no unique
-           key on events, so it holds on a partitioned table too);
+           key on events, so it holds on a partitioned table too; a new row's
+           ``first_position`` is the head this statement sees plus one, never above the
+           position its first event gets);
         4. only then advance the sequence row and insert the events with dense positions in
            input order (on a partitioned table, record their ids in ``event_ids``, whose
            primary key refuses an id stored before), and notify.
@@ -149,15 +151,20 @@ class StoreSql:
         """Version of aggregate ``$1`` among events at or below global position ``$2``."""
         return (
             f"SELECT max(aggregate_version) FROM {self.schema}.events "
-            "WHERE aggregate_id = $1 AND global_position <= $2"
+            f"WHERE aggregate_id = $1 AND global_position <= $2 AND {_from_first(self.schema)}"
         )
 
     @property
     def load_aggregate(self) -> str:
-        """Events of aggregate ``$1`` with a version above ``$2``, oldest first."""
+        """Events of aggregate ``$1`` with a version above ``$2``, oldest first.
+
+        On a partitioned table, the aggregate's ``first_position`` (a lower bound of its first
+        event's position, kept in its streams row) skips the partitions before it at run time.
+        """
         return (
             f"SELECT {EVENT_COLUMNS} FROM {self.schema}.events "
-            "WHERE aggregate_id = $1 AND aggregate_version > $2 ORDER BY aggregate_version"
+            f"WHERE aggregate_id = $1 AND aggregate_version > $2 AND {_from_first(self.schema)} "
+            "ORDER BY aggregate_version"
         )
 
     @property
@@ -212,8 +219,10 @@ WITH expected AS (
       AND e.unit NOT IN (SELECT unit FROM skipped)
     RETURNING 1
 ), created AS (
-    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version)
-    SELECT e.aggregate_id, e.aggregate_type, e.new_version FROM expected e
+    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version, first_position)
+    SELECT e.aggregate_id, e.aggregate_type, e.new_version,
+           (SELECT position + 1 FROM {s}.global_sequence WHERE id = 1)
+    FROM expected e
     WHERE e.expected_version = 0 AND e.unit NOT IN (SELECT unit FROM skipped)
     ORDER BY e.aggregate_id
     RETURNING 1
@@ -279,6 +288,14 @@ SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
        (SELECT upper_bound - partitions_ahead * partition_size FROM {s}.event_partitioning
         WHERE id = 1) AS grow_at
 """
+    )
+
+
+def _from_first(schema: str) -> str:
+    # NULL for aggregates created by a release before 0010: no partition is skipped for them.
+    return (
+        f"global_position >= COALESCE((SELECT first_position FROM {schema}.streams "
+        "WHERE aggregate_id = $1), 0)"
     )
 
 

@@ -1,6 +1,8 @@
 """Partitioned events table, opt-in: range partitions by global_position.
 
-Every store gets ``event_partitioning`` (one row once the store is partitioned: partition size,
+Every store gets ``streams.first_position`` (at most the position of an aggregate's first
+event, set when the aggregate is created: reads of its events skip earlier partitions),
+``event_partitioning`` (one row once the store is partitioned: partition size,
 partitions kept ahead, end of the last partition), ``event_ids`` (every event id of a
 partitioned store, whose primary key keeps ids unique across partitions), the function that
 creates partitions ahead of need, and an outbox commit trigger that calls it. The events table
@@ -44,6 +46,8 @@ COLUMNS = (
 
 def upgrade() -> None:
     schema = migration_schema()
+    op.add_column("streams", sa.Column("first_position", sa.BigInteger(), nullable=True),
+                  schema=schema)
     op.create_table(
         "event_partitioning",
         sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
@@ -89,6 +93,7 @@ def downgrade() -> None:
     op.execute(f"DROP FUNCTION IF EXISTS {schema}.extend_event_partitions(bigint)")
     op.drop_table("event_ids", schema=schema)
     op.drop_table("event_partitioning", schema=schema)
+    op.drop_column("streams", "first_position", schema=schema)
     op.execute(
         f"UPDATE {schema}.schema_compatibility SET revision = '0007_projection_versions', "
         "oldest_compatible = '0006_snapshots' WHERE id = 1"
