@@ -27,6 +27,7 @@ from ._db.errors import refused_privilege
 from ._dsn import DSN_ENVIRONMENT_VARIABLES, describe_dsn, resolve_dsn
 from ._identifiers import validate_identifier
 from .errors import ConfigurationError, PermissionDeniedError, SchemaNotReadyError
+from .store.partitioning import check_partition_size, conversion_sql
 from .store.revision import oldest_compatible
 from .store.schema import DEFAULT_SCHEMA, VERSION_TABLE
 
@@ -36,6 +37,8 @@ SCHEMA_ATTRIBUTE = "eventuali_pg_schema"
 #: alembic.ini option naming the schema, for an application running our revisions in its setup.
 SCHEMA_OPTION = "eventuali_pg_schema"
 SCHEMA_ENVIRONMENT_VARIABLE = "EVENTUALI_PG_SCHEMA"
+#: Config attribute (or ``-x partition_size=N``) asking for a partitioned events table.
+PARTITION_SIZE_ATTRIBUTE = "eventuali_pg_partition_size"
 
 #: What an application lists in its ``version_locations`` to include our revisions (a folder
 #: holding only revision scripts; the package's ``env.py`` is one level up, out of the way).
@@ -100,6 +103,22 @@ def migration_schema() -> str:
     return validate_identifier(str(schema).strip(), what="schema name")
 
 
+def migration_partition_size() -> int | None:
+    """The partition size the running migration was asked for (None: leave the events table
+    as it is): the config attribute set by :func:`migrate`, else ``-x partition_size=N``."""
+    from alembic import context
+
+    size: Any = context.config.attributes.get(PARTITION_SIZE_ATTRIBUTE)
+    if size is None:
+        size = context.get_x_argument(as_dictionary=True).get("partition_size")
+    if size is None:
+        return None
+    try:
+        return check_partition_size(size)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def dsn_from_environment(fallback: str | None = None) -> str:
     """The DSN for command-line alembic: the environment first, then alembic.ini's URL."""
     for name in DSN_ENVIRONMENT_VARIABLES:
@@ -124,14 +143,23 @@ async def _raw_connect(dsn: str, timeout: float) -> DbConnection:
 
 
 async def migrate(
-    dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA, revision: str = "head"
+    dsn: str | None = None,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    revision: str = "head",
+    partition_size: int | None = None,
 ) -> None:
     """Upgrade the event store schema to ``revision`` (default: the newest).
 
     The DSN defaults to ``EVENTUALI_PG_DSN``, then ``DATABASE_URL``. Safe to run concurrently
     from several processes: an advisory lock makes them take turns.
+
+    ``partition_size`` (at least 10) makes the events table partitioned by ``global_position``,
+    that many events per partition: at creation, or by converting an existing store in place
+    (appends wait while it runs; see the README, "Partitioned events table"). Once chosen, the
+    size cannot change; None leaves the table as it is.
     """
-    await upgrade_schema(dsn, schema=schema, revision=revision)
+    await upgrade_schema(dsn, schema=schema, revision=revision, partition_size=partition_size)
 
 
 async def downgrade(
@@ -310,7 +338,11 @@ class UpgradeResult:
 
 
 async def upgrade_schema(
-    dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA, revision: str = "head"
+    dsn: str | None = None,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    revision: str = "head",
+    partition_size: int | None = None,
 ) -> UpgradeResult:
     """Like :func:`migrate`, and say what was done: the revisions before and after the upgrade
     are read under the migration lock, so concurrent runs report what each really did.
@@ -319,13 +351,33 @@ async def upgrade_schema(
     to that application: at the newest revision nothing happens; older, it raises
     :class:`SchemaNotReadyError` telling to run the application's ``alembic upgrade heads``.
     """
-    return await _run(dsn, schema, partial(command.upgrade, revision=revision), upgrade=True)
+    if partition_size is not None:
+        try:
+            partition_size = check_partition_size(partition_size)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+    return await _run(
+        dsn,
+        schema,
+        partial(command.upgrade, revision=revision),
+        upgrade=True,
+        partition_size=partition_size,
+    )
 
 
-async def _run(dsn: str | None, schema: str, action: Any, *, upgrade: bool) -> UpgradeResult:
+async def _run(
+    dsn: str | None,
+    schema: str,
+    action: Any,
+    *,
+    upgrade: bool,
+    partition_size: int | None = None,
+) -> UpgradeResult:
     resolved = resolve_dsn(dsn)
     try:
-        return await _run_migrations(resolved, schema, action, upgrade=upgrade)
+        return await _run_migrations(
+            resolved, schema, action, upgrade=upgrade, partition_size=partition_size
+        )
     except Exception as exc:
         refused = refused_privilege(exc)
         if refused is None:
@@ -348,9 +400,11 @@ def _owner_only(refused: BaseException, dsn: str, schema: str) -> PermissionDeni
 
 
 async def _run_migrations(
-    dsn: str, schema: str, action: Any, *, upgrade: bool
+    dsn: str, schema: str, action: Any, *, upgrade: bool, partition_size: int | None = None
 ) -> UpgradeResult:
     config = alembic_config(schema)
+    if partition_size is not None:
+        config.attributes[PARTITION_SIZE_ATTRIBUTE] = partition_size
     engine = create_engine_for(dsn)
 
     def run(connection: Connection) -> None:
@@ -372,6 +426,8 @@ async def _run_migrations(
                 return _left_to_the_application(schema, before, upgrade=upgrade)
             await connection.run_sync(run)
             after = await find_revision(driver, schema)
+            if partition_size is not None:
+                await _partition(driver, schema, partition_size, after)
     finally:
         await engine.dispose()
     return UpgradeResult(
@@ -380,6 +436,35 @@ async def _run_migrations(
         after.revision if after is not None else None,
         after.table if after is not None else None,
     )
+
+
+async def _partition(
+    connection: DbConnection, schema: str, size: int, found: RecordedRevision | None
+) -> None:
+    # A store already at the newest revision before this run is converted here (the revision
+    # converts it when it runs); converting again with the same size does nothing.
+    if found is None or found.revision != head_revision():
+        raise ConfigurationError(
+            f"a partitioned events table needs the schema {schema!r} at the newest revision "
+            f"({head_revision()}); migrate to head with the partition size"
+        )
+    existing = await partition_size_of(connection, schema)
+    if existing is not None and existing != size:
+        raise ConfigurationError(
+            f"the events table of schema {schema!r} is already partitioned by {existing} events; "
+            "the partition size cannot change once chosen"
+        )
+    await connection.execute(conversion_sql(schema, size))
+
+
+async def partition_size_of(connection: DbConnection, schema: str) -> int | None:
+    """The partition size of the schema's events table, None when it is not partitioned."""
+    validate_identifier(schema, what="schema name")
+    table = f"{schema}.event_partitioning"
+    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+        return None
+    size = await connection.fetchval(f"SELECT partition_size FROM {table} WHERE id = 1")
+    return int(size) if size is not None else None
 
 
 def _left_to_the_application(

@@ -7,7 +7,12 @@ Fixtures:
 * ``database_dsn`` (session, str): DSN of this session's own database ``eventuali_test_<hex>``,
   created and migrated once, dropped at the end.
 * ``dsn`` (function, str): the same DSN, with every store table emptied before the test and the
-  ``global_sequence`` row reset to position 0.
+  ``global_sequence`` row reset to position 0. In a module marked ``store_layouts`` every test
+  taking ``dsn`` runs twice: on that database and on ``partitioned_database_dsn`` (ids
+  ``[plain]`` and ``[partitioned]``); ``EVENTUALI_PG_TEST_LAYOUT=partitioned`` makes every
+  other test use the partitioned one.
+* ``partitioned_database_dsn`` (session, str): a second database, migrated with a partitioned
+  events table of :data:`TEST_PARTITION_SIZE` events per partition (created on first use).
 * ``embedded_server`` (function, :class:`_server.EmbeddedServer`): the embedded server when the
   suite started it itself (skips otherwise); it can be stopped, killed and started again on the
   same data folder and socket, and is started again after the test if the test left it down.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -34,6 +40,11 @@ import eventuali_pg
 from eventuali_pg.store.schema import table_names
 
 STORE_SCHEMA = "eventuali"
+
+#: Events per partition of the partitioned test database (small: tests cross many boundaries).
+TEST_PARTITION_SIZE = 100
+
+LAYOUTS = ("plain", "partitioned")
 
 # ----------------------------------------------------------------------------------------------
 # Unhandled errors inside the event loop fail the test they happen in.
@@ -137,9 +148,49 @@ async def database_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
         await drop_database(pg_admin_dsn, name)
 
 
+@pytest.fixture(scope="session")
+async def partitioned_database_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
+    name = f"eventuali_test_{uuid.uuid4().hex[:12]}_partitioned"
+    dsn = await create_database(pg_admin_dsn, name)
+    try:
+        await eventuali_pg.migrate(
+            dsn, schema=STORE_SCHEMA, partition_size=TEST_PARTITION_SIZE
+        )
+        yield dsn
+    finally:
+        await drop_database(pg_admin_dsn, name)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dsn" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "store_layouts"
+    ):
+        metafunc.parametrize("store_layout", LAYOUTS, indirect=True)
+
+
+@pytest.fixture
+def store_layout(request: pytest.FixtureRequest) -> str:
+    """``plain`` or ``partitioned``: the events table of the test's store."""
+    layout = getattr(request, "param", None) or os.environ.get(
+        "EVENTUALI_PG_TEST_LAYOUT", "plain"
+    )
+    assert layout in LAYOUTS, f"EVENTUALI_PG_TEST_LAYOUT must be one of {LAYOUTS}"
+    return str(layout)
+
+
+@pytest.fixture
+def store_database(request: pytest.FixtureRequest, store_layout: str) -> str:
+    # A plain fixture, so that the partitioned database is only created when a test uses it.
+    name = "partitioned_database_dsn" if store_layout == "partitioned" else "database_dsn"
+    return str(request.getfixturevalue(name))
+
+
 def _truncate_sql() -> str:
+    # event_partitioning is the partitioned table's bookkeeping: its partitions stay.
     tables = ", ".join(
-        ".".join(f'"{part}"' for part in name.split(".")) for name in table_names(STORE_SCHEMA)
+        ".".join(f'"{part}"' for part in name.split("."))
+        for name in table_names(STORE_SCHEMA)
+        if not name.endswith(".event_partitioning")
     )
     return (
         "SET LOCAL eventuali_pg.maintenance = 'on'; "  # history is append-only otherwise
@@ -149,13 +200,13 @@ def _truncate_sql() -> str:
 
 
 @pytest.fixture
-async def dsn(database_dsn: str) -> AsyncIterator[str]:
-    conn = await asyncpg.connect(database_dsn)
+async def dsn(store_database: str) -> AsyncIterator[str]:
+    conn = await asyncpg.connect(store_database)
     try:
         await conn.execute(_truncate_sql())
     finally:
         await conn.close()
-    yield database_dsn
+    yield store_database
 
 
 @pytest.fixture

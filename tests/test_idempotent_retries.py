@@ -11,6 +11,9 @@ from helpers.streaming_domain import Ticker
 
 from eventuali_pg import ConcurrencyError, EventStore, RetryMismatchError
 
+# C1-C6 and the outbox hold on an ordinary and on a partitioned events table.
+pytestmark = pytest.mark.store_layouts
+
 
 def ticker(aggregate_id: str, events: int = 1, version: int = 0) -> Ticker:
     aggregate = Ticker(id=aggregate_id, version=version)

@@ -26,6 +26,9 @@ from eventuali_pg import (
 )
 from eventuali_pg.store.transaction import IsolationError
 
+# C1-C6 and the outbox hold on an ordinary and on a partitioned events table.
+pytestmark = pytest.mark.store_layouts
+
 WAIT = 30.0
 OUTBOX_WRITER = Path(__file__).parent / "helpers" / "outbox_writer.py"
 

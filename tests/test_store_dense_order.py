@@ -22,6 +22,9 @@ from helpers.domain import Counter, Incremented
 
 from eventuali_pg import EventStore
 
+# C1-C6 and the outbox hold on an ordinary and on a partitioned events table.
+pytestmark = pytest.mark.store_layouts
+
 WRITERS_SAVE = 8
 WRITERS_MANUAL = 10  # each on its own connection; together at least 16 concurrent writers
 ROUNDS = 40

@@ -41,6 +41,9 @@ from eventuali_pg import (
     SubscriptionClosed,
 )
 
+# C1-C6 and the outbox hold on an ordinary and on a partitioned events table.
+pytestmark = pytest.mark.store_layouts
+
 WAIT = 60.0  # generous bound on any single wait: a failure, never a measurement
 WRITER = Path(__file__).parent / "helpers" / "writer_process.py"
 

@@ -66,6 +66,13 @@ def unique_violation(exc: BaseException) -> str | None:
     return None
 
 
+def missing_partition(exc: BaseException | None) -> bool:
+    """True when ``exc`` is a row that no partition of a partitioned table accepts."""
+    return isinstance(exc, asyncpg.CheckViolationError) and "no partition of relation" in str(
+        exc
+    )
+
+
 def server_detail(exc: BaseException) -> str:
     """The server's DETAIL line of ``exc`` ("" when there is none)."""
     return str(getattr(exc, "detail", "") or "")

@@ -17,20 +17,26 @@ def run(args: argparse.Namespace) -> CommandResult:
         raise UsageError("--sql prints the upgrade; it cannot be combined with `current`")
     if args.json and not show_current:
         raise UsageError("--json goes with `migrate current`")
+    if args.partition_size is not None and show_current:
+        raise UsageError("--partition-size goes with the upgrade, not with `current`")
     if args.sql:
-        return print_sql(str(args.schema))
+        return print_sql(str(args.schema), args.partition_size)
     if show_current:
         return _current(args)
     return _upgrade(args)
 
 
-def print_sql(schema: str) -> int:
-    """Print the SQL of the whole upgrade to head (alembic offline mode); no database needed."""
+def print_sql(schema: str, partition_size: int | None = None) -> int:
+    """Print the SQL of the whole upgrade to head (alembic offline mode); no database needed.
+    With ``partition_size``, the events table is created partitioned."""
     from alembic import command
 
-    from ..migration import alembic_config
+    from ..migration import PARTITION_SIZE_ATTRIBUTE, alembic_config
 
-    command.upgrade(alembic_config(schema), "head", sql=True)
+    config = alembic_config(schema)
+    if partition_size is not None:
+        config.attributes[PARTITION_SIZE_ATTRIBUTE] = partition_size
+    command.upgrade(config, "head", sql=True)
     return EXIT_OK
 
 
@@ -38,7 +44,9 @@ async def _upgrade(args: argparse.Namespace) -> int:
     from ..migration import upgrade_schema
 
     target = await resolve(args, migrate_embedded=False)
-    result = await upgrade_schema(target.dsn, schema=target.schema)
+    result = await upgrade_schema(
+        target.dsn, schema=target.schema, partition_size=args.partition_size
+    )
     if not result.changed:
         where = (
             f" (recorded in {result.table} by your application's alembic setup)"
@@ -52,6 +60,11 @@ async def _upgrade(args: argparse.Namespace) -> int:
         print(
             f"upgraded schema {target.schema!r} from {result.before or 'nothing'} to "
             f"{result.after} (head) on {target.describe()}"
+        )
+    if args.partition_size is not None:
+        print(
+            f"events of schema {target.schema!r} are partitioned by global_position, "
+            f"{args.partition_size} per partition"
         )
     return EXIT_OK
 

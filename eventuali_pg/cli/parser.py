@@ -241,6 +241,7 @@ def _add_migrate(commands: _Commands, database: _Parser) -> None:
             "eventuali-pg migrate --dsn postgresql://app@db.example.com/app",
             "eventuali-pg migrate current",
             "eventuali-pg migrate --sql --schema events > schema.sql",
+            "eventuali-pg migrate --partition-size 1000000",
         ),
         handler="migrate:run",
         parents=[database],
@@ -258,6 +259,13 @@ def _add_migrate(commands: _Commands, database: _Parser) -> None:
         "--sql", action="store_true", help="print the SQL of the upgrade instead of running it"
     )
     parser.add_argument("--json", action="store_true", help="with `current`: print JSON")
+    parser.add_argument(
+        "--partition-size",
+        type=_positive_int,
+        metavar="N",
+        help="partition the events table by global_position, N events per partition (a new "
+        "store, or an existing one converted in place; the size cannot change later)",
+    )
 
 
 def _add_grant(commands: _Commands, database: _Parser) -> None:

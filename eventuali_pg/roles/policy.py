@@ -71,8 +71,22 @@ TABLES: dict[str, ObjectPrivileges] = {
         "events of open transactions: the commit trigger moves them into events as the writer",
     ),
     "snapshots": ObjectPrivileges(
-        ("SELECT", "INSERT", "UPDATE"), SELECT, "replaced in place, never deleted"
+        ALL_DML, SELECT, "replaced in place; deleted when their data subject is forgotten"
     ),
+    "subject_keys": ObjectPrivileges(
+        ("SELECT", "INSERT", "UPDATE"),
+        SELECT,
+        "personal fields' keys: created by saves, destroyed (set to NULL) by forget; readers "
+        "decrypt with them",
+    ),
+    "event_ids": ObjectPrivileges(
+        ("SELECT", "INSERT"), SELECT, "partitioned stores: each event id once, append-only"
+    ),
+    "event_partitioning": ObjectPrivileges(
+        SELECT, SELECT, "partition layout; extended by an owner's function the writer calls"
+    ),
+    "group_members": ObjectPrivileges(ALL_DML, SELECT, "elastic consumer groups' members"),
+    "group_partitions": ObjectPrivileges(ALL_DML, SELECT, "elastic groups' partition leases"),
     "checkpoints": ObjectPrivileges(ALL_DML, SELECT, "projections' positions"),
     "dead_letters": ObjectPrivileges(ALL_DML, SELECT, "events projections parked"),
     "projection_versions": ObjectPrivileges(ALL_DML, SELECT, "projection versions"),

@@ -13,6 +13,7 @@ final only once that transaction commits, which the caller owns.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .._db import (
     ServerError,
     database_errors,
     is_lost_connection,
+    missing_partition,
     server_detail,
     translate,
     unique_violation,
@@ -42,6 +44,11 @@ from ..models import Aggregate, Event
 from .inline import InlineProjection, run_inline
 from .keys import forgotten_error
 from .sql import StoreSql
+
+logger = logging.getLogger("eventuali_pg.store")
+
+#: Appends tried again after creating partitions for them (another writer may take the room).
+PARTITION_ATTEMPTS = 5
 
 
 @dataclass(eq=False)
@@ -190,6 +197,8 @@ class AppendResult:
     head: int | None
     committed: list[SaveUnit]
     busy: list[SaveUnit] = field(default_factory=list)
+    #: Partitioned events table only: the head from which partitions are to be added.
+    grow_at: int | None = None
 
 
 async def append(
@@ -206,14 +215,66 @@ async def append(
 
     A lost connection is raised (as :class:`DatabaseUnavailableError`, outcome unknown) and
     settles nothing: the caller decides for the whole group.
+
+    On a partitioned events table, partitions are created ahead of need after the commit, and
+    an append with no partition for its positions (a group larger than the room kept ahead)
+    creates them and runs again (the statement wrote nothing).
     """
+    for _ in range(PARTITION_ATTEMPTS - 1):
+        try:
+            result = await _append(connection, sql, dsn, units, wait=wait)
+        except _NoPartition:
+            await _make_room(connection, sql, dsn, units)
+            continue
+        if not connection.is_in_transaction():
+            await _grow(connection, sql, result)
+        return result
+    return await _append(connection, sql, dsn, units, wait=wait, last_attempt=True)
+
+
+class _NoPartition(Exception):
+    """An append found no partition for its positions; nothing was written."""
+
+
+async def _make_room(
+    connection: Connection, sql: StoreSql, dsn: str, units: Sequence[SaveUnit]
+) -> None:
+    with database_errors(dsn, writing=True):
+        await connection.fetchval(sql.make_room, sum(len(unit.batch) for unit in units))
+
+
+async def _grow(connection: Connection, sql: StoreSql, result: AppendResult) -> None:
+    # After the commit: the save is done whatever happens here, and a later append (or the
+    # fallback above) creates the partitions if this fails.
+    if result.grow_at is None or result.head is None or result.head < result.grow_at:
+        return
+    try:
+        await connection.fetchval(sql.extend_partitions, result.head)
+    except Exception as exc:
+        logger.warning("could not create the next event partitions (%s); retried later", exc)
+
+
+async def _append(
+    connection: Connection,
+    sql: StoreSql,
+    dsn: str,
+    units: list[SaveUnit],
+    *,
+    wait: bool = False,
+    last_attempt: bool = False,
+) -> AppendResult:
     if wait:
         # Wait for the aggregates' stream locks in a transaction of this append's own, then
         # append in it: the statement sees what the previous holder committed.
-        with database_errors(dsn, writing=True), _unsettled_unless_committed(units):
-            async with connection.transaction():
-                await lock_streams(connection, sql, units)
-                return await append(connection, sql, dsn, units)
+        try:
+            with database_errors(dsn, writing=True), _unsettled_unless_committed(units):
+                async with connection.transaction():
+                    await lock_streams(connection, sql, units)
+                    return await _append(connection, sql, dsn, units)
+        except EventualiError as exc:
+            if last_attempt or not missing_partition(exc.__cause__):
+                raise
+            raise _NoPartition from exc
     keyed = _keyed(units)
     with database_errors(dsn, writing=True):
         try:
@@ -222,6 +283,8 @@ async def append(
                 *append_arguments(units, sql.channel, keyed),
             )
         except ServerError as exc:
+            if missing_partition(exc) and not last_attempt and not connection.is_in_transaction():
+                raise _NoPartition from exc
             if is_lost_connection(exc) or connection.is_in_transaction():
                 # Inside the caller's transaction the statement cannot be re-run alone: the
                 # transaction is aborted, and the caller's save gets the error.
@@ -256,7 +319,13 @@ async def append(
     for index in sorted(rejected):
         await _settle_rejected(connection, sql, dsn, units[index])
     committed = accepted + [units[index] for index in sorted(rejected) if units[index].committed]
-    return AppendResult(head, committed, [units[index] for index in sorted(row["busy"])])
+    return AppendResult(
+        head, committed, [units[index] for index in sorted(row["busy"])], row["grow_at"]
+    )
+
+
+_DUPLICATE_IDS = ("events_event_id_key", "event_ids_pkey")
+_REJECTIONS = (*_DUPLICATE_IDS, "events_aggregate_version_key", "streams_pkey")
 
 
 async def _settle_refused(
@@ -267,8 +336,10 @@ async def _settle_refused(
     exc: BaseException,
 ) -> None:
     constraint = unique_violation(exc)
-    if constraint in ("events_event_id_key", "events_aggregate_version_key"):
-        duplicate = server_detail(exc) if constraint == "events_event_id_key" else None
+    # streams_pkey: the aggregate was created by a transaction that committed after this
+    # statement's snapshot; event_ids_pkey: an event id already stored (partitioned table).
+    if constraint in _REJECTIONS:
+        duplicate = server_detail(exc) if constraint in _DUPLICATE_IDS else None
         await _settle_rejected(connection, sql, dsn, unit, duplicate_id=duplicate or None)
         return
     unit.fail(await _refusal(connection, sql, dsn, unit, exc))

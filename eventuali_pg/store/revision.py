@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0009_group_members"
+SCHEMA_REVISION = "0010_partitioned_events"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).

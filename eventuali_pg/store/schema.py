@@ -105,8 +105,36 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         Column("version", Integer, nullable=False),
         Column("snapshot_version", Integer, nullable=True),
         Column("erasure_key_id", Text, nullable=True),
+        # At most the position of the aggregate's first event (0010; NULL before): reads of
+        # its events skip the partitions before it.
+        Column("first_position", BigInteger, nullable=True),
         PrimaryKeyConstraint("aggregate_id", name="streams_pkey"),
         CheckConstraint("version >= 0", name="streams_version_not_negative"),
+    )
+
+    # One row once the events table is partitioned by global_position (migration 0010): the
+    # partition size, how many partitions are kept ahead, and where the last one ends.
+    Table(
+        "event_partitioning",
+        metadata,
+        Column("id", SmallInteger, nullable=False, autoincrement=False),
+        Column("partition_size", BigInteger, nullable=False),
+        Column("partitions_ahead", Integer, nullable=False),
+        Column("upper_bound", BigInteger, nullable=False),
+        PrimaryKeyConstraint("id", name="event_partitioning_pkey"),
+        CheckConstraint("id = 1", name="event_partitioning_single_row"),
+        CheckConstraint("partition_size > 0", name="event_partitioning_size_positive"),
+        CheckConstraint("partitions_ahead > 0", name="event_partitioning_ahead_positive"),
+    )
+
+    # Every event id of a partitioned store (a unique key on a partitioned table must include
+    # the partition key, so event ids are kept unique here); empty in an ordinary store.
+    Table(
+        "event_ids",
+        metadata,
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("global_position", BigInteger, nullable=False, autoincrement=False),
+        PrimaryKeyConstraint("event_id", name="event_ids_pkey"),
     )
 
     # Events saved inside an application's transaction, until its commit: a deferred constraint

@@ -37,7 +37,9 @@ class StoreSql:
         channel. Returns one row: the new head (NULL when nothing was written), the commit
         timestamp, the rejected units (an aggregate not at its expected version) and the busy
         units (an aggregate held by an open transaction: not written; to be saved again in a
-        transaction that first waits for the locks with :attr:`lock_streams`).
+        transaction that first waits for the locks with :attr:`lock_streams`), and ``grow_at``
+        (NULL unless the events table is partitioned: a head at or above it asks for
+        :attr:`extend_partitions` after the commit).
 
         Order of work, which the data dependencies between the parts enforce:
 
@@ -46,9 +48,14 @@ class StoreSql:
            *busy* and left alone, so nothing here waits for an open transaction;
         2. lock the other aggregates' ``streams`` rows (sorted, so concurrent appends cannot
            deadlock) and reject every unit with an aggregate not at its expected version;
-        3. move the accepted aggregates' rows (insert the new ones);
+        3. move the accepted aggregates' rows (insert the new ones: two creations of one
+           aggregate collide on ``streams_pkey``, the per-aggregate guard that needs no unique
+           key on events, so it holds on a partitioned table too; a new row's
+           ``first_position`` is the head this statement sees plus one, never above the
+           position its first event gets);
         4. only then advance the sequence row and insert the events with dense positions in
-           input order, and notify.
+           input order (on a partitioned table, record their ids in ``event_ids``, whose
+           primary key refuses an id stored before), and notify.
 
         Run outside an explicit transaction, the statement is its own transaction: the sequence
         row is locked from its UPDATE until the commit that follows at once, so appenders commit
@@ -119,17 +126,27 @@ class StoreSql:
     @property
     def stored_events(self) -> str:
         """Aggregate, version, position and commit time of the stored events with ids ``$1``."""
-        return (
-            f"SELECT event_id, aggregate_id, aggregate_version, global_position, recorded_at "
-            f"FROM {self.schema}.events WHERE event_id = ANY($1::uuid[])"
+        return _by_event_id(
+            self.schema, "event_id, aggregate_id, aggregate_version, global_position, recorded_at"
         )
 
     @property
     def positions_of(self) -> str:
         """Global position and commit time of the events with ids ``$1``."""
+        return _by_event_id(self.schema, "event_id, global_position, recorded_at")
+
+    @property
+    def extend_partitions(self) -> str:
+        """Create the partitions needed ahead of head ``$1`` (nothing on an ordinary table); its
+        own transaction, never in the statement that inserts (see :mod:`.partitioning`)."""
+        return f"SELECT {self.schema}.extend_event_partitions($1::bigint)"
+
+    @property
+    def make_room(self) -> str:
+        """Create partitions for ``$1`` more events beyond the current head."""
         return (
-            f"SELECT event_id, global_position, recorded_at FROM {self.schema}.events "
-            "WHERE event_id = ANY($1::uuid[])"
+            f"SELECT {self.schema}.extend_event_partitions("
+            f"(SELECT position FROM {self.schema}.global_sequence WHERE id = 1) + $1::bigint)"
         )
 
     @property
@@ -150,15 +167,20 @@ class StoreSql:
         """Version of aggregate ``$1`` among events at or below global position ``$2``."""
         return (
             f"SELECT max(aggregate_version) FROM {self.schema}.events "
-            "WHERE aggregate_id = $1 AND global_position <= $2"
+            f"WHERE aggregate_id = $1 AND global_position <= $2 AND {_from_first(self.schema)}"
         )
 
     @property
     def load_aggregate(self) -> str:
-        """Events of aggregate ``$1`` with a version above ``$2``, oldest first."""
+        """Events of aggregate ``$1`` with a version above ``$2``, oldest first.
+
+        On a partitioned table, the aggregate's ``first_position`` (a lower bound of its first
+        event's position, kept in its streams row) skips the partitions before it at run time.
+        """
         return (
             f"SELECT {EVENT_COLUMNS} FROM {self.schema}.events "
-            "WHERE aggregate_id = $1 AND aggregate_version > $2 ORDER BY aggregate_version"
+            f"WHERE aggregate_id = $1 AND aggregate_version > $2 AND {_from_first(self.schema)} "
+            "ORDER BY aggregate_version"
         )
 
     #: The fraction of the server's NOTIFY queue in use (0 to 1).
@@ -251,11 +273,12 @@ WITH expected AS (
       AND e.unit NOT IN (SELECT unit FROM skipped)
     RETURNING 1
 ), created AS (
-    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version)
-    SELECT e.aggregate_id, e.aggregate_type, e.new_version FROM expected e
+    INSERT INTO {s}.streams (aggregate_id, aggregate_type, version, first_position)
+    SELECT e.aggregate_id, e.aggregate_type, e.new_version,
+           (SELECT position + 1 FROM {s}.global_sequence WHERE id = 1)
+    FROM expected e
     WHERE e.expected_version = 0 AND e.unit NOT IN (SELECT unit FROM skipped)
     ORDER BY e.aggregate_id
-    ON CONFLICT (aggregate_id) DO NOTHING
     RETURNING 1
 ), accepted AS (
     SELECT t.*, row_number() OVER (ORDER BY t.ord) AS rn
@@ -306,12 +329,39 @@ SELECT (SELECT count(*) FROM staged) AS staged,
            a.correlation_id, a.user_id, a.metadata::jsonb, a.occurred_at
     FROM seq, accepted a
     RETURNING 1
+), recorded AS (
+    INSERT INTO {s}.event_ids (event_id, global_position)
+    SELECT a.event_id, seq.position - seq.n + a.rn FROM seq, accepted a
+    WHERE EXISTS (SELECT FROM {s}.event_partitioning WHERE id = 1)
+    RETURNING 1
 )
 SELECT (SELECT position FROM seq) AS head, now() AS recorded_at,
        ARRAY(SELECT unit FROM rejected ORDER BY unit) AS rejected,
        ARRAY(SELECT unit FROM busy ORDER BY unit) AS busy,
-       (SELECT pg_notify($19, position::text) FROM seq) AS notified
+       (SELECT pg_notify($19, position::text) FROM seq) AS notified,
+       (SELECT upper_bound - partitions_ahead * partition_size FROM {s}.event_partitioning
+        WHERE id = 1) AS grow_at
 """
+    )
+
+
+def _from_first(schema: str) -> str:
+    # NULL for aggregates created by a release before 0010: no partition is skipped for them.
+    return (
+        f"global_position >= COALESCE((SELECT first_position FROM {schema}.streams "
+        "WHERE aggregate_id = $1), 0)"
+    )
+
+
+def _by_event_id(schema: str, columns: str) -> str:
+    # An ordinary table finds ids with its unique index; a partitioned one (whose ONLY part is
+    # empty) through event_ids, one partition per id (empty in an ordinary store).
+    joined = ", ".join(f"e.{column.strip()}" for column in columns.split(","))
+    return (
+        f"SELECT {columns} FROM ONLY {schema}.events WHERE event_id = ANY($1::uuid[]) "
+        f"UNION ALL SELECT {joined} FROM {schema}.event_ids i "
+        f"JOIN {schema}.events e ON e.global_position = i.global_position "
+        "WHERE i.event_id = ANY($1::uuid[])"
     )
 
 

@@ -1,6 +1,7 @@
 """A separate OS process that appends Ticked events, for the cross-process streaming tests.
 
-Run as ``python tests/helpers/writer_process.py DSN --saves N --aggregates A --events E``: it
+Run as ``python tests/helpers/writer_process.py DSN --saves N --aggregates A --events E``
+(``--schema S`` for a store schema other than ``eventuali``): it
 opens its own EventStore (no streamer), makes ``N`` saves of ``A`` new Ticker aggregates holding
 ``E`` events each (``save_all``, one transaction per save), then prints one JSON line:
 ``{"aggregate_ids": [...], "events": total, "last_position": p}``.
@@ -30,11 +31,14 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--aggregates", type=int, default=2)
     parser.add_argument("--events", type=int, default=3)
     parser.add_argument("--name", default="subprocess")
+    parser.add_argument("--schema", default="eventuali")
     args = parser.parse_args(argv)
 
     aggregate_ids: list[str] = []
     last_position = 0
-    async with await EventStore.create(args.dsn, pool_max_size=2) as store:
+    async with await EventStore.create(
+        args.dsn, schema=args.schema, pool_max_size=2
+    ) as store:
         n = 0
         for _ in range(args.saves):
             batch = tickers(args.aggregates, args.events, writer=args.name, start=n)
