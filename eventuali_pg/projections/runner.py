@@ -272,6 +272,8 @@ class ProjectionRunner(EventHandling):
         """Start processing in the background (from the stored checkpoint, 0 if none)."""
         if self._task is not None:
             raise ConfigurationError(f"projection runner {self._subscription_id!r} is running")
+        if self._lease is not None:
+            await self._lease.check_session()
         streamer = EventStreamer(capacity=self._capacity)
         await self._store.attach_streamer(streamer)
         self._streamer = streamer

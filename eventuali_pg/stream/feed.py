@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._tasks import cancel_and_wait
@@ -27,6 +27,7 @@ from .stream_event import StreamEvent
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
+    from ..store.replica_reads import ReplicaStats
     from .streamer import EventStreamer
 
 logger = logging.getLogger("eventuali_pg.feed")
@@ -46,6 +47,8 @@ class FeedStats:
     reads: int
     read_errors: int
     streamers: int
+    #: Each read replica's head, lag behind the primary (in events) and health.
+    replicas: tuple[ReplicaStats, ...] = field(default=())
 
 
 FEED_RESOURCE = "feed"
@@ -203,4 +206,5 @@ class StoreFeed:
             reads=self._reads,
             read_errors=self._read_errors,
             streamers=len(self._streamers),
+            replicas=tuple(self._store.replica_stats()),
         )

@@ -309,6 +309,7 @@ class EventStreamReceiver:
                     aggregate_types=subscription.aggregate_types,
                     event_types=subscription.event_types,
                     up_to=target,
+                    replica=True,
                 )
                 self._catch_up_reads += 1
                 break
