@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from helpers.cli_run import run_cli, run_cli_process
 from helpers.domain import Counter
 from helpers.pooler import REQUIRE_ENV, PgBouncer, find_pgbouncer
 
@@ -222,9 +223,7 @@ async def test_saves_projections_and_live_streaming_with_listen_dsn(
         assert (store.stats() is not None) and store.stats().notifications >= 1  # type: ignore[union-attr]
 
 
-async def test_poll_only_needs_no_direct_connection(
-    dsn: str, pooled: str, seen_table: str
-) -> None:
+async def test_poll_only_needs_no_direct_connection(dsn: str, pooled: str, seen_table: str) -> None:
     streamer = EventStreamer(capacity=5000)
     async with await EventStore.create(
         pooled, notify=False, poll_interval=0.05, statement_cache_size=0, streamer=streamer
@@ -250,3 +249,25 @@ async def test_poll_only_needs_no_direct_connection(
         finally:
             await runner.stop()
         assert await _positions_in(dsn, seen_table) == list(range(1, head + 1))
+
+
+async def test_cli_through_the_pooler(dsn: str, pooled: str) -> None:
+    async with await EventStore.create(dsn, notify=False) as store:
+        await _save_many(store, 5)  # positions 1..9
+    # tail runs in a process of its own, as in test_cli_tail.py (it handles signals).
+    refused = await run_cli_process(
+        "tail", "--dsn", pooled, "--statement-cache-size", "0", "--from", "0", "--limit", "1"
+    )
+    assert refused.returncode != 0
+    assert "--listen-dsn" in refused.stderr and "pooler" in refused.stderr
+    tail = await run_cli_process(
+        "tail", "--dsn", pooled, "--listen-dsn", dsn, "--statement-cache-size", "0",
+        "--from", "0", "--limit", "9", "--json",
+    )  # fmt: skip
+    assert tail.returncode == 0, tail.stderr
+    assert [row["global_position"] for row in tail.json_lines()] == list(range(1, 10))
+    for command in (["events", "--json"], ["status", "--json"]):
+        result = await run_cli(*command, "--dsn", pooled, "--statement-cache-size", "0")
+        assert result.returncode == 0, result.stderr
+    status = await run_cli("status", "--dsn", pooled, "--statement-cache-size", "0", "--json")
+    assert status.json()["head"] == 9

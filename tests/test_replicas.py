@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from helpers.cli_run import run_cli
 from helpers.domain import Counter
 from helpers.replication import REQUIRE_ENV, ReplicaPair, find_bin_dir
 
@@ -311,3 +312,40 @@ async def test_replica_stopped_mid_catch_up_delivery_continues(
         await store.close()
         if not pair.replica_running:
             await asyncio.to_thread(pair.start_replica)
+
+
+async def test_cli_status_shows_replica_lag_and_events_read_through_it(
+    pair: ReplicaPair, schema: str
+) -> None:
+    await _fill(pair.primary_dsn, schema, saves=400)  # 1200 events: far enough for a replica
+    await _until_replayed(pair, schema)
+    await _pause_replay(pair)
+    try:
+        # 1200 more on the primary only: a read from 1190 is far behind the primary's head,
+        # so it starts on the replica and crosses its head.
+        await _fill(pair.primary_dsn, schema, saves=400)
+        status = await run_cli(
+            "status", "--dsn", pair.primary_dsn, "--schema", schema, "--json",
+            "--replica-dsn", pair.replica_dsn, "--replica-dsn", "postgresql://postgres@127.0.0.1:1/x",
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        replicas = status.json()["replicas"]
+        assert replicas[0]["head"] == 1200 and replicas[0]["lag"] == 1200
+        assert replicas[0]["standby"] is True and replicas[0]["error"] is None
+        assert replicas[1]["head"] is None and replicas[1]["error"]
+        text = await run_cli(
+            "status", "--dsn", pair.primary_dsn, "--schema", schema,
+            "--replica-dsn", pair.replica_dsn,
+        )  # fmt: skip
+        assert "lag 1200 events" in text.stdout
+
+        for replica in (pair.replica_dsn, "postgresql://postgres@127.0.0.1:1/x"):
+            events = await run_cli(
+                "events", "--dsn", pair.primary_dsn, "--schema", schema, "--json",
+                "--from", "1190", "--limit", "20", "--replica-dsn", replica,
+            )  # fmt: skip
+            assert events.returncode == 0, events.stderr
+            positions = [row["global_position"] for row in events.json_lines()]
+            assert positions == list(range(1191, 1211))
+    finally:
+        await _fetchval(pair.replica_dsn, "SELECT pg_wal_replay_resume()")

@@ -117,10 +117,22 @@ class Connector:
         return pool
 
 
-async def connect(dsn: str, *, timeout: float = 10.0, **kwargs: Any) -> Connection:
+async def connect(
+    dsn: str,
+    *,
+    timeout: float = 10.0,
+    statement_cache_size: int | None = None,
+    **kwargs: Any,
+) -> Connection:
     """Open one direct connection to ``dsn`` (for the command line and migrations)."""
     settings = kwargs.pop("server_settings", {})
-    connector = Connector(dsn, connect_timeout=timeout)
+    connector = Connector(
+        dsn,
+        connect_timeout=timeout,
+        statement_cache_size=(
+            DEFAULT_STATEMENT_CACHE_SIZE if statement_cache_size is None else statement_cache_size
+        ),
+    )
     if kwargs:
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
     return await connector.session(

@@ -78,8 +78,9 @@ class PgBouncer:
                 log = self.base / "pgbouncer.log"
                 text = log.read_text() if log.exists() else ""
                 raise RuntimeError(f"pgbouncer exited ({self._process.returncode}):\n{text}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
             ):
                 return
             if time.monotonic() > deadline:

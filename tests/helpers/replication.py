@@ -153,4 +153,3 @@ class ReplicaPair:
                 self._run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         self._started.clear()
         shutil.rmtree(self.base, ignore_errors=True)
-
