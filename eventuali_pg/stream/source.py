@@ -19,10 +19,8 @@ class EventSource(Protocol):
         aggregate_types: Collection[str] | None = None,
         event_types: Collection[str] | None = None,
         up_to: int | None = None,
-        replica: bool = False,
     ) -> list[Event]:
-        """Events after ``position`` and at most ``up_to``, ascending (``replica``: a catch-up
-        read that a read replica may serve)."""
+        """Events after ``position`` and at most ``up_to``, ascending."""
         ...
 
     async def get_global_position(self) -> int:
