@@ -102,6 +102,12 @@ class UnsupportedDatabaseError(DatabaseError, ConfigurationError):
     """
 
 
+class SessionUnavailableError(DatabaseError, ConfigurationError):
+    """Something that needs a server session of its own (LISTEN, a session advisory lock) was
+    asked of a DSN that goes through a connection pooler (PgBouncer), where it would silently
+    not work: pass ``listen_dsn=`` (a direct or session-mode URL), or use ``notify=False``."""
+
+
 class SchemaNotReadyError(EventStoreError):
     """The event store schema is missing or older than this version of the library."""
 

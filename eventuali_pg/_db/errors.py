@@ -55,6 +55,12 @@ _BAD_VALUE = (
 )
 
 
+# What PgBouncer in transaction mode does to asyncpg's named prepared statements.
+_PREPARED_STATEMENT_LOST = (
+    asyncpg.InvalidSQLStatementNameError,
+    asyncpg.DuplicatePreparedStatementError,
+)
+
 #: The driver's base class of errors the server reported (for ``except`` clauses outside here).
 ServerError = asyncpg.PostgresError
 
@@ -129,6 +135,13 @@ def translate(exc: BaseException, dsn: str, *, writing: bool = False) -> Eventua
         return InvalidInputError(
             f"PostgreSQL refused a value: {reason}. Nothing was written; fix the value "
             "(ids, types and text must be valid UTF-8 without NUL characters, numbers in range)"
+        )
+    if isinstance(exc, _PREPARED_STATEMENT_LOST):
+        return StatementRefusedError(
+            f"a prepared statement was lost at {target} ({str(exc).splitlines()[0]}): a "
+            "connection pooler in transaction mode (PgBouncer before 1.21, or with "
+            "max_prepared_statements = 0) stands in between. Pass statement_cache_size=0 to "
+            "EventStore.create, or enable max_prepared_statements in PgBouncer >= 1.21"
         )
     if isinstance(exc, asyncpg.PostgresError):
         return StatementRefusedError(f"PostgreSQL at {target} refused a statement: {reason}")

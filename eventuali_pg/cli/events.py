@@ -43,6 +43,7 @@ async def run(args: argparse.Namespace) -> int:
                 limit + 1,
                 aggregate_types=args.aggregate_type,
                 event_types=args.event_type,
+                replica=True,
             )
             events, more = page[:limit], len(page) > limit
         head = await store.get_global_position()

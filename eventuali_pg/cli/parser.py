@@ -11,6 +11,8 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING, NoReturn
 
+from .servers import add_server_options
+
 PROG = "eventuali-pg"
 
 EXIT_CODES = """\
@@ -377,6 +379,7 @@ def _add_tail(commands: _Commands, database: _Parser) -> None:
         handler="tail:run",
         parents=[database],
     )
+    add_server_options(parser)
     parser.add_argument(
         "--from",
         dest="from_position",
@@ -412,6 +415,7 @@ def _add_status(commands: _Commands, database: _Parser) -> None:
         handler="status:run",
         parents=[database],
     )
+    add_server_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--check",
@@ -446,6 +450,7 @@ def _add_events(commands: _Commands, database: _Parser) -> None:
         handler="events:run",
         parents=[database],
     )
+    add_server_options(parser)
     parser.add_argument(
         "--from",
         dest="from_position",

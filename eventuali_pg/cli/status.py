@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..stream.listener import LISTENER_APPLICATION_NAME
 from . import EXIT_CHECK_FAILED, EXIT_OK
 from .output import console, json_text, plain, safe_text
+from .servers import print_replicas, replica_report
 from .target import CLI_APPLICATION_NAME, Target, check_schema, connect, resolve
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ async def run(args: argparse.Namespace) -> int:
     health = await check(target, max_lag=args.max_lag) if args.check else None
     if health is not None:
         report["health"] = health.to_dict()
+    if target.replica_dsns:
+        report["replicas"] = await replica_report(
+            target.replica_dsns, target.schema, report["head"]
+        )
     if args.json:
         print(json_text(report))
     else:
@@ -243,6 +248,7 @@ def _print(report: dict[str, Any]) -> None:
         f"{rate} events/s over the last minute ({report['events_last_minute']} events; "
         f"last recorded {report['last_recorded_at'] or 'never'})",
     )
+    print_replicas(report, line)
     connections = report["connections"]
     line(
         "connections",

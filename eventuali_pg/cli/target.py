@@ -32,6 +32,24 @@ class Target:
     dsn: str
     schema: str
     embedded_data_dir: Path | None = None
+    #: ``--listen-dsn``: a direct or session-mode URL for LISTEN when ``dsn`` is PgBouncer's.
+    listen_dsn: str | None = None
+    #: ``--replica-dsn`` (repeatable): hot standbys that serve catch-up reads.
+    replica_dsns: tuple[str, ...] = ()
+    #: ``--statement-cache-size`` (0 behind PgBouncer before 1.21); None: the library default.
+    statement_cache_size: int | None = None
+
+    @property
+    def server_options(self) -> dict[str, Any]:
+        """The EventStore options these settings give (only those that were set)."""
+        options: dict[str, Any] = {}
+        if self.listen_dsn is not None:
+            options["listen_dsn"] = self.listen_dsn
+        if self.replica_dsns:
+            options["replica_dsn"] = list(self.replica_dsns)
+        if self.statement_cache_size is not None:
+            options["statement_cache_size"] = self.statement_cache_size
+        return options
 
     @property
     def embedded(self) -> bool:
@@ -61,8 +79,13 @@ async def resolve(args: Any, *, migrate_embedded: bool = True) -> Target:
     """The command's database; starts and (by default) migrates the embedded server if needed."""
     schema = str(args.schema)
     dsn = explicit_dsn(args)
+    servers: dict[str, Any] = {
+        "listen_dsn": getattr(args, "listen_dsn", None),
+        "replica_dsns": tuple(getattr(args, "replica_dsn", None) or ()),
+        "statement_cache_size": getattr(args, "statement_cache_size", None),
+    }
     if dsn is not None:
-        return Target(dsn, schema)
+        return Target(dsn, schema, **servers)
     from .. import embedded
 
     data_dir = embedded.default_data_dir()
@@ -71,7 +94,7 @@ async def resolve(args: Any, *, migrate_embedded: bool = True) -> Target:
         "(use --dsn URL or EVENTUALI_PG_DSN to use another server)"
     )
     url = await asyncio.to_thread(embedded.start, data_dir)
-    target = Target(url, schema, data_dir)
+    target = Target(url, schema, data_dir, **servers)
     if migrate_embedded:
         from ..migration import migrate
 
@@ -85,7 +108,12 @@ async def open_store(
     """An EventStore on ``target`` (checks the schema), with a small pool."""
     from ..store.event_store import EventStore
 
-    settings: dict[str, Any] = {"pool_min_size": 1, "pool_max_size": 4, **options}
+    settings: dict[str, Any] = {
+        "pool_min_size": 1,
+        "pool_max_size": 4,
+        **target.server_options,
+        **options,
+    }
     return await EventStore.create(target.dsn, schema=target.schema, streamer=streamer, **settings)
 
 
@@ -93,7 +121,11 @@ async def connect(target: Target) -> Connection:
     """One plain connection (application_name ``eventuali_pg_cli``)."""
     from .._db.connector import connect as connect_to
 
-    return await connect_to(target.dsn, server_settings={"application_name": CLI_APPLICATION_NAME})
+    return await connect_to(
+        target.dsn,
+        server_settings={"application_name": CLI_APPLICATION_NAME},
+        statement_cache_size=target.statement_cache_size,
+    )
 
 
 async def check_schema(connection: Connection, schema: str) -> str:

@@ -84,6 +84,12 @@ class AdvisoryLease:
                 logger.error("lease %r: the database refused the lock (%s)", self._name, exc)
             await asyncio.sleep(delay)
 
+    async def check_session(self) -> None:
+        """Raise :class:`SessionUnavailableError` now if the lock connection would go through a
+        transaction-mode pooler (where a session lock is not held), rather than at acquire."""
+        connection = await self._connector.direct_session(purpose=f"hold lease {self._name!r}")
+        await close_or_terminate(connection, 2.0)
+
     async def watch(self) -> None:
         """Return never while the lease is held; raise :class:`LeaseLost` when it is lost."""
         connection = self._connection
@@ -106,7 +112,7 @@ class AdvisoryLease:
     async def _connect(self) -> Any:
         self._terminated = asyncio.Event()
         terminated = self._terminated
-        connection = await self._connector.session()
+        connection = await self._connector.direct_session(purpose=f"hold lease {self._name!r}")
         connection.add_termination_listener(lambda _conn: terminated.set())
         self._connection = connection
         return connection

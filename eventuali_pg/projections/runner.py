@@ -327,6 +327,8 @@ class ProjectionRunner(ElasticSessions):
                 dsn=self._store.dsn,
                 action=f"running projection {self._checkpoint_id!r}",
             )
+        if self._lease is not None:
+            await self._lease.check_session()
         if self._membership is not None:
             await self._membership.join()  # a misconfigured group fails here, not in the task
             self._stopping = False

@@ -34,6 +34,7 @@ from .inline import InlineHandler, InlineProjection
 from .keys import KeyRing
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
+from .replica_reads import ReplicaReads, ReplicaStats
 from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
@@ -100,6 +101,10 @@ class EventStore(UpstreamStoreMethods):
         self._reader = EventReader(
             pool, self._sql, connector.dsn, page_size=options.page_size, keys=self._keys
         )
+        self._replicas = (
+            ReplicaReads(self._reader, self._sql, options) if options.replica_dsns else None
+        )
+        self._reader.replicas = self._replicas
         self._writer = AppendWriter(
             self._append_group,
             self._group_done,
@@ -130,7 +135,9 @@ class EventStore(UpstreamStoreMethods):
         :class:`StoreOptions`): ``schema``, ``channel``, ``max_payload_bytes``,
         ``pool_min_size``, ``pool_max_size``, ``connect_timeout``, ``statement_cache_size``,
         ``notify``, ``poll_interval``, ``heartbeat_interval``, ``heartbeat_timeout``,
-        ``page_size``, ``max_batch_events``, ``max_batch_wait``. Raises
+        ``page_size``, ``max_batch_events``, ``max_batch_wait``, ``listen_dsn``,
+        ``replica_dsn``, ``replica_min_distance``, ``replica_max_lag``,
+        ``replica_retry_interval`` (see "Scaling out" in the README). Raises
         :class:`ConfigurationError` for an unknown or invalid option,
         :class:`DatabaseUnavailableError` when the server cannot be reached and
         :class:`SchemaNotReadyError` when the schema is missing or outdated.
@@ -156,6 +163,7 @@ class EventStore(UpstreamStoreMethods):
             resolve_dsn(dsn),
             connect_timeout=float(settings.connect_timeout),
             statement_cache_size=settings.statement_cache_size,
+            listen_dsn=settings.listen_dsn,
         )
         pool = await connector.pool(
             min_size=settings.pool_min_size, max_size=settings.pool_max_size
@@ -451,6 +459,7 @@ class EventStore(UpstreamStoreMethods):
         aggregate_types: str | Iterable[str] | None = None,
         event_types: str | Iterable[str] | None = None,
         up_to: int | None = None,
+        replica: bool = False,
     ) -> list[Event]:
         """Events with ``global_position > position`` (and ``<= up_to`` if given), ascending.
 
@@ -458,10 +467,18 @@ class EventStore(UpstreamStoreMethods):
         ``position`` can appear later with a smaller position. Optional filters keep only the
         given aggregate types and/or event types (served by indexes). The whole result is held
         in memory: for long ranges give a ``limit``, or use :meth:`iter_events_from_position`.
+        With ``replica=True`` (and ``replica_dsn`` given) the events are read from a replica
+        while ``position`` is more than ``replica_min_distance`` behind the primary's head, and
+        from the primary beyond the replica's head: the same result, with no gap or duplicate.
         """
         self._check_open()
         return await self._reader.after(
-            position, limit, aggregate_types=aggregate_types, event_types=event_types, up_to=up_to
+            position,
+            limit,
+            aggregate_types=aggregate_types,
+            event_types=event_types,
+            up_to=up_to,
+            replica=replica,
         )
 
     def iter_events_from_position(
@@ -472,10 +489,12 @@ class EventStore(UpstreamStoreMethods):
         event_types: str | Iterable[str] | None = None,
         up_to: int | None = None,
         page_size: int | None = None,
+        replica: bool = False,
     ) -> AsyncIterator[Event]:
         """Every event after ``position`` up to ``up_to`` (default: the head when iteration
         starts), read in pages of ``page_size`` rows (default: the store's ``page_size``), so
         any range fits in bounded memory: ``async for event in store.iter_events_from_position(0)``.
+        ``replica=True`` reads pages from a replica as :meth:`load_events_from_position` does.
         """
         self._check_open()
         return self._reader.iterate(
@@ -484,7 +503,18 @@ class EventStore(UpstreamStoreMethods):
             event_types=event_types,
             up_to=up_to,
             page_size=page_size,
+            replica=replica,
         )
+
+    def replica_stats(self) -> list[ReplicaStats]:
+        """Each replica's figures as of its last read: head, lag behind the primary in events,
+        available, reads, failures (empty without ``replica_dsn``)."""
+        return self._replicas.stats() if self._replicas is not None else []
+
+    async def check_replicas(self) -> list[ReplicaStats]:
+        """Measure every replica's lag now (its counter row against the primary's)."""
+        self._check_open()
+        return await self._replicas.check() if self._replicas is not None else []
 
     async def get_global_position(self) -> int:
         """The highest committed global position; 0 when the store is empty."""
@@ -612,6 +642,8 @@ class EventStore(UpstreamStoreMethods):
             resources, self._resources = list(self._resources.values()), {}
             for resource in reversed(resources):
                 await resource.close()
+            if self._replicas is not None:
+                await self._replicas.close()
         finally:
             try:
                 async with asyncio.timeout(10.0):

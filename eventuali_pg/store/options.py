@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._identifiers import validate_identifier
@@ -34,6 +35,13 @@ class StoreOptions:
     Personal data: ``key_cache_size`` (subject keys kept in memory), ``key_cache_ttl``
     (seconds a cached key is trusted: how long another process may still decrypt a subject
     after it was forgotten).
+    Beyond one server: ``listen_dsn`` (a direct or session-mode URL for LISTEN and session
+    advisory locks when ``dsn`` goes through PgBouncer in transaction mode), ``replica_dsn`` (one
+    URL or several: hot standbys that serve catch-up reads), ``replica_min_distance`` (a read
+    more than this many events behind the primary's head goes to a replica),
+    ``replica_max_lag`` (a replica further behind the primary than this many events is not
+    used), ``replica_retry_interval`` (longest wait, in seconds, before a failed replica is
+    tried again).
     """
 
     schema: str = DEFAULT_SCHEMA
@@ -52,6 +60,11 @@ class StoreOptions:
     max_batch_wait: float = 0.0
     key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
     key_cache_ttl: float = DEFAULT_KEY_CACHE_TTL
+    listen_dsn: str | None = field(default=None, repr=False)
+    replica_dsn: str | Sequence[str] | None = field(default=None, repr=False)
+    replica_min_distance: int = 1000
+    replica_max_lag: int = 100_000
+    replica_retry_interval: float = 30.0
 
     @classmethod
     def from_keywords(cls, **keywords: Any) -> StoreOptions:
@@ -68,6 +81,15 @@ class StoreOptions:
         if options.poll_interval is None:
             options = dataclasses.replace(options, poll_interval=1.0 if options.notify else 0.2)
         return options
+
+    @property
+    def replica_dsns(self) -> tuple[str, ...]:
+        """The replicas' DSNs (empty without replicas)."""
+        if self.replica_dsn is None:
+            return ()
+        if isinstance(self.replica_dsn, str):
+            return (self.replica_dsn,)
+        return tuple(self.replica_dsn)
 
     @property
     def notify_channel(self) -> str:
@@ -105,6 +127,7 @@ class StoreOptions:
                 "statement_cache_size must be an integer >= 0 (0 turns the cache off), got "
                 f"{self.statement_cache_size!r}"
             )
+        self._validate_servers()
         if not isinstance(self.notify, bool):
             raise ConfigurationError(f"notify must be True or False, got {self.notify!r}")
         seconds = {
@@ -112,6 +135,7 @@ class StoreOptions:
             "heartbeat_interval": self.heartbeat_interval,
             "heartbeat_timeout": self.heartbeat_timeout,
             "key_cache_ttl": self.key_cache_ttl,
+            "replica_retry_interval": self.replica_retry_interval,
         }
         if self.poll_interval is not None:
             seconds["poll_interval"] = self.poll_interval
@@ -123,6 +147,29 @@ class StoreOptions:
                 f"max_batch_wait must be a number of seconds from 0 to 1, got "
                 f"{self.max_batch_wait!r}"
             )
+
+    def _validate_servers(self) -> None:
+        if self.listen_dsn is not None and (
+            not isinstance(self.listen_dsn, str) or not self.listen_dsn.strip()
+        ):
+            raise ConfigurationError(
+                "listen_dsn must be a non-empty database URL (a direct or session-mode "
+                "connection for LISTEN and session locks), or None"
+            )
+        replicas = self.replica_dsn
+        listed = [replicas] if isinstance(replicas, str) else replicas
+        if replicas is not None and (
+            not isinstance(listed, (list, tuple))
+            or not all(isinstance(r, str) and r.strip() for r in listed)
+        ):
+            raise ConfigurationError(
+                "replica_dsn must be a database URL or a list of them (hot standbys of the "
+                "store's database), or None"
+            )
+        for name in ("replica_min_distance", "replica_max_lag"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ConfigurationError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def _is_int(value: object) -> bool:

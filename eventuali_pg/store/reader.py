@@ -5,7 +5,7 @@ the head and aggregate versions. Every row becomes an event through :mod:`eventu
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._db import Pool, Record, database_errors
 from ..codec import records_to_events
@@ -20,6 +20,9 @@ from .validation import (
     check_position,
 )
 
+if TYPE_CHECKING:
+    from .replica_reads import ReplicaReads
+
 
 class EventReader:
     """Read queries of one store, on its pool."""
@@ -32,6 +35,8 @@ class EventReader:
         self._dsn = dsn
         self._page_size = page_size
         self._keys = keys
+        #: Routes reads asked to come from a replica (None: the store has no replicas).
+        self.replicas: ReplicaReads | None = None
 
     async def decode(self, rows: list[Record]) -> list[Event]:
         """The events of ``rows``; the subject keys their personal fields need and the cache
@@ -69,8 +74,11 @@ class EventReader:
         aggregate_types: str | Iterable[str] | None = None,
         event_types: str | Iterable[str] | None = None,
         up_to: int | None = None,
+        replica: bool = False,
     ) -> list[Event]:
-        """Events after ``position`` (and at most ``up_to``), ascending, at most ``limit``."""
+        """Events after ``position`` (and at most ``up_to``), ascending, at most ``limit``;
+        with ``replica``, from a replica as far as one can serve them (see
+        :mod:`.replica_reads`)."""
         check_position(position)
         check_limit(limit)
         if up_to is not None:
@@ -79,6 +87,16 @@ class EventReader:
             return []
         aggregate_filter = check_name_filter(aggregate_types, what="aggregate_types")
         event_filter = check_name_filter(event_types, what="event_types")
+        if replica and self.replicas is not None:
+            routed = await self.replicas.after(
+                position,
+                limit,
+                aggregate_types=aggregate_filter,
+                event_types=event_filter,
+                up_to=up_to,
+            )
+            if routed is not None:
+                return routed
         query = self._sql.read_from_position(
             aggregate_types=aggregate_filter is not None,
             event_types=event_filter is not None,
@@ -97,6 +115,7 @@ class EventReader:
         event_types: str | Iterable[str] | None = None,
         up_to: int | None = None,
         page_size: int | None = None,
+        replica: bool = False,
     ) -> AsyncIterator[Event]:
         """Every event after ``position`` up to ``up_to`` (default: the head when iteration
         starts), read in pages so memory stays bounded."""
@@ -112,6 +131,7 @@ class EventReader:
                 aggregate_types=aggregate_types,
                 event_types=event_types,
                 up_to=target,
+                replica=replica,
             )
             if not page:
                 return

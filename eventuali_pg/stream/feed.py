@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from .stream_event import StreamEvent
 
 if TYPE_CHECKING:
     from ..store.event_store import EventStore
+    from ..store.replica_reads import ReplicaStats
     from .streamer import EventStreamer
 
 logger = logging.getLogger("eventuali_pg.feed")
@@ -53,6 +54,8 @@ class FeedStats:
     last_error_at: datetime | None = None
     #: True while the newest read attempt failed (no successful read since ``last_error``).
     failing: bool = False
+    #: Each read replica's head, lag behind the primary (in events) and health.
+    replicas: tuple[ReplicaStats, ...] = field(default=())
 
 
 FEED_RESOURCE = "feed"
@@ -239,4 +242,5 @@ class StoreFeed:
             last_error=self._last_error,
             last_error_at=self._last_error_at,
             failing=self._failing,
+            replicas=tuple(self._store.replica_stats()),
         )

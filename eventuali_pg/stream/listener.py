@@ -16,7 +16,7 @@ from typing import Any
 from .. import telemetry
 from .._db import Connection, Connector, close_or_terminate, watch_connection
 from .._tasks import cancel_and_wait
-from ..errors import DatabaseUnavailableError
+from ..errors import DatabaseUnavailableError, SessionUnavailableError
 from .backoff import Backoff
 
 logger = logging.getLogger("eventuali_pg.listener")
@@ -96,7 +96,7 @@ class NotificationListener:
                 if first:
                     self._first_error = (
                         exc
-                        if isinstance(exc, DatabaseUnavailableError)
+                        if isinstance(exc, (DatabaseUnavailableError, SessionUnavailableError))
                         else (
                             DatabaseUnavailableError(
                                 f"cannot LISTEN on channel {self._channel!r}: {exc}"
@@ -125,7 +125,10 @@ class NotificationListener:
             await asyncio.sleep(backoff.next_delay())
 
     async def _connect(self, terminated: asyncio.Event) -> None:
-        connection = await self._connector.session(application_name=LISTENER_APPLICATION_NAME)
+        connection = await self._connector.direct_session(
+            purpose=f"LISTEN on channel {self._channel!r}",
+            application_name=LISTENER_APPLICATION_NAME,
+        )
         self._connection = connection
         connection.add_termination_listener(lambda _conn: terminated.set())
         await connection.add_listener(self._channel, self._notified)

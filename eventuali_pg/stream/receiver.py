@@ -82,6 +82,14 @@ class _Ended(Exception):
     pass
 
 
+def _catch_up_options(source: object) -> dict[str, bool]:
+    """``replica=True`` for an EventStore (its replicas may serve catch-up reads); nothing for
+    other sources, whose ``load_events_from_position`` may not take it."""
+    from ..store.event_store import EventStore
+
+    return {"replica": True} if isinstance(source, EventStore) else {}
+
+
 class EventStreamReceiver:
     """Consumes the events of one subscription: ``async for stream_event in receiver``.
 
@@ -340,6 +348,7 @@ class EventStreamReceiver:
                         aggregate_types=subscription.aggregate_types,
                         event_types=subscription.event_types,
                         up_to=target,
+                        **_catch_up_options(source),
                     )
                     telemetry.describe_read(span, len(events))
                 self._catch_up_reads += 1
