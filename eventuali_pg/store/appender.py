@@ -88,13 +88,17 @@ class SaveUnit:
         """Give each event its global position and commit time, and mark exactly these events
         committed on their aggregates (events applied since stay uncommitted)."""
         assert self.recorded_at is not None
-        stored = self.stored or [
-            (position, self.recorded_at)
-            for position in range(self.first_position, self.first_position + len(self.events))
-        ]
-        for event, (position, recorded_at) in zip(self.events, stored, strict=True):
-            event.global_position = position
-            event.recorded_at = recorded_at
+        if self.stored is None:
+            # One commit time for all: no (position, time) pair per event, which would cost an
+            # allocation per event (and the garbage collector's passes they set off).
+            recorded_at = self.recorded_at
+            for position, event in enumerate(self.events, self.first_position):
+                event.global_position = position
+                event.recorded_at = recorded_at
+        else:
+            for event, (position, recorded_at) in zip(self.events, self.stored, strict=True):
+                event.global_position = position
+                event.recorded_at = recorded_at
         saved = {id(event) for event in self.events}
         for aggregate in self.aggregates:
             aggregate._mark_committed(saved)
