@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from opentelemetry.trace import SpanContext
@@ -108,13 +109,17 @@ class SaveUnit:
         """Give each event its global position and commit time, and mark exactly these events
         committed on their aggregates (events applied since stay uncommitted)."""
         assert self.recorded_at is not None
-        stored = self.stored or [
-            (position, self.recorded_at)
-            for position in range(self.first_position, self.first_position + len(self.events))
-        ]
-        for event, (position, recorded_at) in zip(self.events, stored, strict=True):
-            event.global_position = position
-            event.recorded_at = recorded_at
+        if self.stored is None:
+            # One commit time for all: no (position, time) pair per event, which would cost an
+            # allocation per event (and the garbage collector's passes they set off).
+            recorded_at = self.recorded_at
+            for position, event in enumerate(self.events, self.first_position):
+                event.global_position = position
+                event.recorded_at = recorded_at
+        else:
+            for event, (position, recorded_at) in zip(self.events, self.stored, strict=True):
+                event.global_position = position
+                event.recorded_at = recorded_at
         saved = {id(event) for event in self.events}
         for aggregate in self.aggregates:
             aggregate._mark_committed(saved)
@@ -146,35 +151,27 @@ def append_arguments(
 ) -> tuple[Any, ...]:
     """Parameters of :attr:`StoreSql.append` for ``units`` (unit numbers are list indexes);
     with ``keyed``, those of :attr:`StoreSql.append_keyed`."""
-    aggregate_units: list[int] = []
-    aggregate_ids: list[str] = []
-    expected: list[int] = []
-    aggregate_types: list[str] = []
-    new_versions: list[int] = []
+    aggregates = aggregate_arguments(units)
     event_units: list[int] = []
-    columns: list[list[Any]] = [[] for _ in range(13 - 1)]
     for index, unit in enumerate(units):
-        counts = Counter(unit.batch.aggregate_ids)
-        types = dict(zip(unit.batch.aggregate_ids, unit.batch.aggregate_types, strict=True))
-        for aggregate_id, version in zip(unit.aggregate_ids, unit.expected_versions, strict=True):
-            aggregate_units.append(index)
-            aggregate_ids.append(aggregate_id)
-            expected.append(version)
-            aggregate_types.append(types.get(aggregate_id, ""))
-            new_versions.append(version + counts[aggregate_id])
         event_units += [index] * len(unit.batch)
-        for target, values in zip(columns, unit.batch.columns(), strict=True):
-            target += values
-    arguments = (
-        aggregate_units,
-        aggregate_ids,
-        expected,
-        aggregate_types,
-        new_versions,
-        event_units,
-        *columns,
-        channel,
-    )
+    columns: list[Any] | tuple[list[Any], ...]
+    if len(units) == 1:
+        columns = units[0].batch.columns()  # only read while the statement is sent
+    elif len(event_units) > 4 * len(units):  # large units: twelve list extensions each
+        columns = [[] for _ in range(12)]  # the twelve per-event columns after the unit
+        for unit in units:
+            for target, values in zip(columns, unit.batch.columns(), strict=True):
+                target += values
+    else:  # many small units: one flattening per column
+        columns = [
+            list(chain.from_iterable(column))
+            for column in zip(*(unit.batch.columns() for unit in units), strict=True)
+        ]
+    # A column of NULLs only (causation, correlation and user ids, mostly) goes as one NULL:
+    # the statement's unnest pads it, and the driver skips checking each element.
+    columns = [None if column.count(None) == len(column) else column for column in columns]
+    arguments = (*aggregates, event_units, *columns, channel)
     if not keyed:
         return arguments
     key_units: list[int] = []
@@ -186,6 +183,36 @@ def append_arguments(
             subjects.append(subject)
             generations.append(generation)
     return (*arguments, key_units, subjects, generations)
+
+
+def aggregate_arguments(units: list[SaveUnit]) -> tuple[list[Any], ...]:
+    """Parameters ``$1..$5`` of :attr:`StoreSql.append`: per aggregate, its unit (an index in
+    ``units``), id, expected version, type and new version."""
+    aggregate_units: list[int] = []
+    aggregate_ids: list[str] = []
+    expected: list[int] = []
+    aggregate_types: list[str] = []
+    new_versions: list[int] = []
+    for index, unit in enumerate(units):
+        batch = unit.batch
+        size = len(batch)
+        if len(unit.aggregate_ids) == 1:  # the common save: one aggregate, all its events
+            aggregate_units.append(index)
+            aggregate_ids.append(unit.aggregate_ids[0])
+            expected.append(unit.expected_versions[0])
+            aggregate_types.append(batch.aggregate_types[-1] if size else "")
+            new_versions.append(unit.expected_versions[0] + size)
+        else:
+            counts = Counter(batch.aggregate_ids)
+            types = dict(zip(batch.aggregate_ids, batch.aggregate_types, strict=True))
+            pairs = zip(unit.aggregate_ids, unit.expected_versions, strict=True)
+            for aggregate_id, version in pairs:
+                aggregate_units.append(index)
+                aggregate_ids.append(aggregate_id)
+                expected.append(version)
+                aggregate_types.append(types.get(aggregate_id, ""))
+                new_versions.append(version + counts[aggregate_id])
+    return aggregate_units, aggregate_ids, expected, aggregate_types, new_versions
 
 
 @dataclass(frozen=True)
