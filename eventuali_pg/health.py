@@ -13,12 +13,13 @@ keeps as a resource); :meth:`EventStore.health` imports it lazily.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._db import database_errors
 from .errors import EventualiError, InvalidInputError
+from .store.replica_reads import ReplicaStats
 
 if TYPE_CHECKING:
     from .store.event_store import EventStore
@@ -83,6 +84,10 @@ class HealthReport:
     max_lag: int | None
     max_notification_queue_usage: float
     reasons: tuple[str, ...] = field(default=())
+    #: Each read replica's head and lag behind the primary in events, measured by this check
+    #: (empty without ``replica_dsn``). A replica that is down or far behind is reported, not
+    #: counted as unhealthy: reads fall back to the primary.
+    replicas: tuple[ReplicaStats, ...] = field(default=())
 
     @property
     def healthy(self) -> bool:
@@ -121,6 +126,7 @@ class HealthReport:
             ),
             "max_lag": self.max_lag,
             "max_notification_queue_usage": self.max_notification_queue_usage,
+            "replicas": [asdict(replica) for replica in self.replicas],
         }
 
 
@@ -225,6 +231,7 @@ async def check_health(
             reasons.append(
                 f"the live feed is {behind} events behind the head (more than {max_lag})"
             )
+    replicas = await _replicas(store, timeout) if reachable else ()
     return HealthReport(
         checked_at=datetime.now(UTC),
         database_reachable=reachable,
@@ -240,4 +247,14 @@ async def check_health(
         max_lag=max_lag,
         max_notification_queue_usage=float(max_notification_queue_usage),
         reasons=tuple(reasons),
+        replicas=replicas,
     )
+
+
+async def _replicas(store: EventStore, timeout: float) -> tuple[ReplicaStats, ...]:
+    """Every replica measured now; the figures of the last read when that takes too long."""
+    try:
+        async with asyncio.timeout(timeout):
+            return tuple(await store.check_replicas())
+    except (TimeoutError, EventualiError, OSError):
+        return tuple(store.replica_stats())

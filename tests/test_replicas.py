@@ -234,6 +234,10 @@ async def test_reads_match_the_primary_under_lag(pair: ReplicaPair, schema: str)
         ) as store:
             lag = (await store.check_replicas())[0]
             assert lag.head == 300 and lag.lag == 150 and lag.available
+            report = await store.health()
+            assert report.healthy, report.reasons  # a lagging replica is reported, not unhealthy
+            assert [(r.head, r.lag) for r in report.replicas] == [(300, 150)]
+            assert report.to_dict()["replicas"][0]["lag"] == 150
             for position, limit, up_to, types in [
                 (0, None, None, None),
                 (0, 100, None, None),
