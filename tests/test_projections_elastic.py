@@ -327,3 +327,53 @@ async def test_misconfigured_elastic_groups_are_refused(store: EventStore) -> No
     finally:
         await first.stop()
     await reset_group(store, CountingProjection(), subscription_id=SUBSCRIPTION, elastic=True)
+
+
+class ForgetRecording(CountingProjection):
+    """Records every ``on_forget`` call with the member that got it."""
+
+    def __init__(self, worker: str, forgotten: list[tuple[str, str]]) -> None:
+        super().__init__(worker)
+        self.forgotten = forgotten
+
+    async def on_forget(self, subject_id: str, connection: Any) -> None:
+        self.forgotten.append((self.worker, subject_id))
+
+
+async def test_every_member_hears_a_forget_whatever_partitions_it_owns(
+    store: EventStore,
+) -> None:
+    # The forget event belongs to one partition, yet each member's read model may hold the
+    # subject's data: every member's on_forget runs, after the events before it.
+    forgotten: list[tuple[str, str]] = []
+    names = ["f1", "f2", "f3"]
+    runners = [
+        ProjectionRunner(
+            store,
+            ForgetRecording(name, forgotten),
+            subscription_id=SUBSCRIPTION,
+            group=ElasticGroup(member_id=name, lease_seconds=2.0, heartbeat_seconds=0.2),
+            batch_size=20,
+        )
+        for name in names
+    ]
+    await seed(store, aggregates=12, rounds=2)
+    for runner in runners:
+        await runner.start()
+    try:
+        await eventually(
+            lambda: _true(shares(runners) == [5, 5, 6]), "the partitions dealt to three members"
+        )
+        position = await store.forget("subject-7")
+        assert position is not None
+        await eventually(
+            lambda: _true(sorted(forgotten) == [(n, "subject-7") for n in names]),
+            f"on_forget in every member (got {forgotten})",
+        )
+    finally:
+        for runner in runners:
+            await runner.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
