@@ -15,7 +15,7 @@ from helpers.console import SCRIPT, console_server, listener_pids, write_notes
 from prometheus_client.parser import text_string_to_metric_families
 from test_health import _execute, connections_refused
 
-from eventuali_pg import EventStore
+from eventuali_pg import ElasticGroup, EventStore
 from eventuali_pg.console import is_loopback
 from eventuali_pg.projections import (
     ConsumerGroup,
@@ -254,3 +254,34 @@ async def test_projections_show_lag_holders_and_group_members(dsn: str) -> None:
             group = await _row(client, server.url, "group-demo", "member 1 of 2")
             assert "4 partitions" in group and "member 0 of 2: pid " in group, group
             assert f'data-checkpoint="{head}" data-lag="0"' in group, group
+
+
+async def test_projections_show_an_elastic_groups_members_and_shares(dsn: str) -> None:
+    async with await EventStore.create(dsn) as store:
+        await write_notes(store, "nb-1", ["one", "two", "three"])
+        members = [
+            ProjectionRunner(
+                store,
+                _Idle(),
+                subscription_id="elastic-demo",
+                group=ElasticGroup(
+                    partitions=4, member_id=name, lease_seconds=2.0, heartbeat_seconds=0.2
+                ),
+            )
+            for name in ("alpha", "beta")
+        ]
+        async with (
+            members[0],
+            members[1],
+            console_server(dsn) as server,
+            httpx.AsyncClient(timeout=HANG) as client,
+        ):
+            # One row for the group (its four partition checkpoints folded), each member with
+            # its share once the two have split the partitions.
+            row = await _row(client, server.url, "elastic-demo", "member beta: partitions ")
+            assert "4 partitions" in row and "member alpha: partitions " in row, row
+            shares = re.findall(r"member (?:alpha|beta): partitions (\d+(?:, \d+)*)", row)
+            owned = sorted(int(p) for share in shares for p in share.split(", "))
+            assert owned == [0, 1, 2, 3], row
+            page = (await client.get(f"{server.url}/projections")).text
+            assert page.count('data-subscription="elastic-demo#share-') == 0, page

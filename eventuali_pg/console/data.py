@@ -32,7 +32,7 @@ logger = logging.getLogger("eventuali_pg.console")
 CHART_BUCKETS = 20
 CHART_BUCKET_SECONDS = 30
 
-_PARTITION = re.compile(r"^(?P<subscription>.+)#partition-(?P<p>\d+)-of-(?P<n>\d+)$")
+_PARTITION = re.compile(r"^(?P<subscription>.+)#(?:partition|share)-(?P<p>\d+)-of-(?P<n>\d+)$")
 _VERSION = re.compile(r"^(?P<base>.+)@v(?P<version>\d+)$")
 
 
@@ -102,6 +102,10 @@ class SubscriptionView:
     rate: float | None = None
     holder: Holder | None = None
     members: list[tuple[int, int, Holder]] = field(default_factory=list)
+    #: An elastic consumer group's members (``status``'s ``consumer_groups`` entries: member
+    #: id, alive, partitions, checkpoint, lag) and its partitions with no live owner.
+    elastic_members: list[dict[str, Any]] = field(default_factory=list)
+    unowned: list[int] = field(default_factory=list)
     dead_letters: int = 0
 
 
@@ -171,6 +175,11 @@ async def subscriptions(
             )
         view.active = row["active"]
         view.replaying = row["replaying"]
+    for group in report.get("consumer_groups") or []:
+        view = views.get(group["subscription_id"])
+        if view is not None:
+            view.elastic_members = list(group["members"])
+            view.unowned = list(group["unowned"])
     dead = (report["dead_letters"] or {}).get("by_subscription", {})
     for view in views.values():
         view.dead_letters = int(dead.get(view.subscription_id, 0))
