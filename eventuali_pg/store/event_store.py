@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from .. import telemetry
-from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
+from .._db import Connection, Connector, Pool, database_errors
 from .._dsn import resolve_dsn
 from ..codec import require_decoded
 from ..compat.store import UpstreamStoreMethods
@@ -28,8 +28,9 @@ from ..errors import (
 )
 from ..models import Aggregate, Event, aggregate_type_of
 from ..upcasting import check_upcasters
-from .appender import AppendResult, SaveUnit, append, append_with_inline
+from .appender import AppendResult, SaveUnit
 from .forget import forget, new_subject_key
+from .group_appends import GroupAppender
 from .inline import InlineHandler, InlineProjection
 from .keys import KeyRing
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
@@ -53,9 +54,6 @@ logger = logging.getLogger("eventuali_pg.store")
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R", bound="StoreResource")
-
-#: Saves that wait for open transactions at once, each on a connection of its own.
-MAX_WAITING_SESSIONS = 8
 
 #: Called with the new head after every append this store commits.
 CommitListener = Callable[[int], None]
@@ -105,16 +103,16 @@ class EventStore(UpstreamStoreMethods):
             ReplicaReads(self._reader, self._sql, options) if options.replica_dsns else None
         )
         self._reader.replicas = self._replicas
+        self._inline: list[InlineProjection] = []
+        appends = GroupAppender(connector, pool, self._sql, self._inline)
         self._writer = AppendWriter(
-            self._append_group,
+            appends.run_group,
             self._group_done,
             max_events=options.max_batch_events,
             max_wait=float(options.max_batch_wait),
-            run_waiting=self._append_waiting,
+            run_waiting=appends.run_waiting,
         )
-        self._waiting_sessions = asyncio.Semaphore(MAX_WAITING_SESSIONS)
         self._commit_listeners: list[CommitListener] = []
-        self._inline: list[InlineProjection] = []
         self._snapshots = SnapshotWriter(pool, self._sql, connector.dsn)
         self._resources: dict[str, StoreResource] = {}
         self._resource_lock = asyncio.Lock()
@@ -326,34 +324,6 @@ class EventStore(UpstreamStoreMethods):
             max_payload_bytes=self._options.max_payload_bytes,
             connection=connection,
         )
-
-    async def _append_group(self, units: list[SaveUnit]) -> AppendResult:
-        with telemetry.group_span(self.schema, units), database_errors(self.dsn, writing=True):
-            async with self._pool.acquire() as connection:
-                return await self._append_on(connection, units, wait=False)
-
-    async def _append_waiting(self, unit: SaveUnit) -> AppendResult:
-        # On a session of its own, not a pooled connection: a save waiting for someone's open
-        # transaction must not take a connection the other saves and reads need.
-        async with self._waiting_sessions:
-            with telemetry.group_span(self.schema, [unit]):
-                return await self._append_waiting_on_session(unit)
-
-    async def _append_waiting_on_session(self, unit: SaveUnit) -> AppendResult:
-        connection = await self._connector.session()
-        try:
-            return await self._append_on(connection, [unit], wait=True)
-        finally:
-            await close_or_terminate(connection, 1.0)
-
-    async def _append_on(
-        self, connection: Connection, units: list[SaveUnit], *, wait: bool
-    ) -> AppendResult:
-        if self._inline:
-            return await append_with_inline(
-                connection, self._sql, self.dsn, units, self._inline, wait=wait
-            )
-        return await append(connection, self._sql, self.dsn, units, wait=wait)
 
     def add_inline_projection(
         self,
