@@ -21,9 +21,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._tasks import run_together
-from ..errors import CheckpointError
 from ..stream.backoff import Backoff
-from ._db import DatabaseFailure, close_connection, database_step, open_connection
+from ._db import close_connection, database_step, open_connection
 from .elastic import ElasticGroup
 from .leases import LeaseLost
 from .membership import GroupMembership
@@ -110,25 +109,9 @@ class ElasticSessions(EventHandling):
                     self._sessions += 1
                     await self._share_session(membership, doorbell, bell)
                     backoff.reset()
-                except (CheckpointError, LeaseLost) as exc:
-                    self._last_error = str(exc)
-                    logger.warning("projection %r: %s; rebalancing", self._checkpoint_id, exc)
-                    await asyncio.sleep(backoff.next_delay())
-                except DatabaseFailure as exc:
-                    self._last_error = str(exc)
-                    if self._store.closed:
-                        return
-                    logger.warning(
-                        "projection %r: database failure (%s); resuming from the checkpoints",
-                        self._checkpoint_id,
-                        exc,
-                    )
-                    await asyncio.sleep(backoff.next_delay())
                 except Exception as exc:
-                    self._last_error = f"{type(exc).__name__}: {exc}"
-                    if self._store.closed:
+                    if not self._session_ended(exc, "rebalancing from the checkpoints"):
                         return
-                    logger.exception("projection %r failed; resuming", self._checkpoint_id)
                     await asyncio.sleep(backoff.next_delay())
                 finally:
                     self._active = False

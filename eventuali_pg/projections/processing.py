@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
+from ..errors import CheckpointError
 from ..models import Event
 from ..personal import forgotten_subject, is_forget_event
 from ..stream.backoff import Backoff
@@ -23,6 +24,7 @@ from .checkpoints import CheckpointStore
 from .dead_letters import DeadLetterQueue
 from .elastic import ElasticGroup
 from .groups import ConsumerGroup
+from .leases import LeaseLost
 from .projection import AnyProjection, TransactionalProjection
 
 if TYPE_CHECKING:
@@ -60,6 +62,28 @@ class EventHandling:
     _retries: int
     _parked: int
     _replay_until: int
+    _last_error: str | None
+
+    def _session_ended(self, exc: Exception, then: str) -> bool:
+        """Record and log why a session ended (call it in the ``except`` block); False when
+        the store is closed, so the supervisor stops instead of starting another session."""
+        if isinstance(exc, (CheckpointError, LeaseLost)):
+            self._last_error = str(exc)
+            logger.warning("projection %r: %s; %s", self._checkpoint_id, exc, then)
+            return True
+        if isinstance(exc, DatabaseFailure):
+            self._last_error = str(exc)
+            if self._store.closed:
+                return False
+            logger.warning(
+                "projection %r: database failure (%s); %s", self._checkpoint_id, exc, then
+            )
+            return True
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._store.closed:
+            return False
+        logger.exception("projection %r failed; %s", self._checkpoint_id, then)
+        return True
 
     async def _fence(self, connection: Any) -> None:
         """In the transaction of a batch (exactly-once): refuse to commit when this runner no

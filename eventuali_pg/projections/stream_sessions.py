@@ -19,15 +19,14 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._tasks import cancel_and_wait, run_together
-from ..errors import CheckpointError
 from ..personal import FORGET_AGGREGATE_TYPE, FORGET_EVENT_TYPE
 from ..stream.backoff import Backoff
 from ..stream.receiver import EventStreamReceiver
 from ..stream.stream_event import StreamEvent
 from ..stream.streamer import EventStreamer
 from ..stream.subscription import NameFilter, Subscription
-from ._db import DatabaseFailure, close_connection, database_step, open_connection
-from .leases import AdvisoryLease, LeaseLost
+from ._db import close_connection, database_step, open_connection
+from .leases import AdvisoryLease
 from .processing import EventHandling
 from .versions import register
 
@@ -76,25 +75,9 @@ class StreamSessions(EventHandling):
                 if not self._stopping and not self._store.closed:
                     # The receiver ended under us (streamer detached): do not spin.
                     await asyncio.sleep(backoff.next_delay())
-            except (CheckpointError, LeaseLost) as exc:
-                self._last_error = str(exc)
-                logger.warning("projection %r: %s; resuming", self._checkpoint_id, exc)
-                await asyncio.sleep(backoff.next_delay())
-            except DatabaseFailure as exc:
-                self._last_error = str(exc)
-                if self._store.closed:
-                    return
-                logger.warning(
-                    "projection %r: database failure (%s); resuming from the checkpoint",
-                    self._checkpoint_id,
-                    exc,
-                )
-                await asyncio.sleep(backoff.next_delay())
             except Exception as exc:
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                if self._store.closed:
+                if not self._session_ended(exc, "resuming from the checkpoint"):
                     return
-                logger.exception("projection %r failed; resuming", self._checkpoint_id)
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self._active = False
