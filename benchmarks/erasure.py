@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 
 import eventuali_pg  # noqa: E402
+from benchmarks._common import with_database  # noqa: E402
 from eventuali_pg import Aggregate, Event, EventStore, Personal  # noqa: E402
 from eventuali_pg.codec import records_to_events  # noqa: E402
 from eventuali_pg.store.sql import EVENT_COLUMNS  # noqa: E402
@@ -121,7 +122,7 @@ async def main(server_dsn: str, count: int) -> None:
     name = f"erasure_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f"CREATE DATABASE {name}")
-    dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = with_database(server_dsn, name)
     best: dict[str, float] = {}
 
     def keep(label: str, rate: float) -> None:

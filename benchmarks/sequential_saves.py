@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 
 import eventuali_pg  # noqa: E402
-from benchmarks._common import aggregate_with  # noqa: E402
+from benchmarks._common import aggregate_with, with_database  # noqa: E402
 from eventuali_pg import EventStore  # noqa: E402
 
 
@@ -33,7 +33,7 @@ async def measure(server_dsn: str, saves: int) -> tuple[float, float]:
     name = f"seq_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f"CREATE DATABASE {name}")
-    dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = with_database(server_dsn, name)
     try:
         await eventuali_pg.migrate(dsn)
         store = await EventStore.create(dsn, pool_max_size=2)

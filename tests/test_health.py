@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import pytest
@@ -31,7 +32,7 @@ async def _execute(dsn: str, sql: str) -> None:
 @contextlib.asynccontextmanager
 async def connections_refused(admin_dsn: str, dsn: str) -> AsyncIterator[None]:
     """No new session can open on the test database inside the block (existing ones live)."""
-    database = dsn.rsplit("/", 1)[-1].split("?")[0]
+    database = unquote(urlsplit(dsn).path.lstrip("/"))  # a ?host=/socket/dir holds slashes too
     await _execute(admin_dsn, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
     try:
         yield
