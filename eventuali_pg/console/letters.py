@@ -42,7 +42,12 @@ def letter_routes() -> list[Route]:
 def _letter_key(values: dict[str, str]) -> tuple[str, int]:
     subscription = values.get("subscription", "").strip()
     text = values.get("position", "").strip()
-    if not subscription or not text.isdigit() or int(text) < 1 or int(text) > 2**63 - 1:
+    # isdigit() alone is True for '²', which int() refuses.
+    if (
+        not subscription
+        or not (text.isascii() and text.isdigit())
+        or not 1 <= int(text) <= 2**63 - 1
+    ):
         raise HTTPException(400, "give subscription=ID and position=N (a global position >= 1)")
     return subscription, int(text)
 
