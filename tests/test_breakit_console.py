@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from helpers.cli_dead_letters_data import park_letters
+from helpers.console import write_notes
 from starlette.applications import Starlette
 
 from eventuali_pg import EventStore, InvalidInputError
@@ -87,3 +89,37 @@ async def test_subscription_ids_postgresql_cannot_store_are_refused(
             await DeadLetterQueue(store).list(subscription)
         with pytest.raises(InvalidInputError, match="NUL character or a lone surrogate"):
             await CheckpointStore(store).get(subscription)
+
+
+async def test_ids_with_surrounding_spaces_are_shown_as_they_are(dsn: str) -> None:
+    """Ids are exact: ' note' is another aggregate than 'note', ' parking' another
+    subscription than 'parking' (a stripped parameter showed the wrong one, or nothing)."""
+    poisons = await park_letters(dsn, (" parking",))
+    async with await EventStore.create(dsn) as store:
+        await write_notes(store, "note", ["plain"])
+        await write_notes(store, " note", ["spaced"])
+    app = create_app(dsn, allow_actions=True, store_options=POOL)
+    spaced, listing, letter, discard = await answers(
+        app,
+        [
+            ("GET", "/events?aggregate_id=%20note", None),
+            ("GET", "/dead-letters?subscription=%20parking", None),
+            ("GET", f"/dead-letters/show?subscription=%20parking&position={poisons[0]}", None),
+            (
+                "POST",
+                "/dead-letters/discard",
+                {
+                    "subscription": " parking",
+                    "position": str(poisons[0]),
+                    "csrf": app.state.console.csrf,
+                },
+            ),
+        ],
+    )
+    assert spaced.status_code == 200
+    assert "spaced" in spaced.text and "plain" not in spaced.text
+    assert listing.status_code == 200 and f">{poisons[1]}<" in listing.text
+    assert letter.status_code == 200, letter.text
+    assert discard.status_code == 200, discard.text
+    async with await EventStore.create(dsn) as store:
+        assert await DeadLetterQueue(store).count(" parking") == 1
