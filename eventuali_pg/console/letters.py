@@ -40,7 +40,7 @@ def letter_routes() -> list[Route]:
 
 
 def _letter_key(values: dict[str, str]) -> tuple[str, int]:
-    subscription = values.get("subscription", "").strip()
+    subscription = values.get("subscription", "")  # exact: " s" is not "s"
     text = values.get("position", "").strip()
     # isdigit() alone is True for '²', which int() refuses.
     if (
@@ -55,7 +55,7 @@ def _letter_key(values: dict[str, str]) -> tuple[str, int]:
 async def listing(request: Request) -> Response:
     """Parked events, newest subscription first, at most 200."""
     console = get_console(request)
-    subscription = request.query_params.get("subscription", "").strip() or None
+    subscription = request.query_params.get("subscription") or None
     try:
         letters = await DeadLetterQueue(console.store).list(subscription, limit=201)
     except InvalidInputError as exc:
