@@ -67,6 +67,8 @@ Mode = Literal["exactly_once", "at_least_once"]
 
 #: The tables a runner writes (it checks it may before it starts).
 RUNNER_TABLES = ("checkpoints", "dead_letters", "projection_versions")
+#: And the ones a member of an elastic group writes besides.
+ELASTIC_TABLES = ("group_members", "group_partitions")
 
 #: How often an idle filtered runner looks how far its receiver has examined the stream (in
 #: memory; the receiver does not signal events its filters skip).
@@ -323,7 +325,7 @@ class ProjectionRunner(ElasticSessions):
             await require_writer(
                 conn,
                 self._store.schema,
-                RUNNER_TABLES,
+                RUNNER_TABLES + (ELASTIC_TABLES if self._membership is not None else ()),
                 dsn=self._store.dsn,
                 action=f"running projection {self._checkpoint_id!r}",
             )
