@@ -8,6 +8,7 @@ import httpx
 import pytest
 from helpers.cli_dead_letters_data import park_letters
 from helpers.console import write_notes
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from eventuali_pg import EventStore, InvalidInputError
@@ -123,3 +124,27 @@ async def test_ids_with_surrounding_spaces_are_shown_as_they_are(dsn: str) -> No
     assert discard.status_code == 200, discard.text
     async with await EventStore.create(dsn) as store:
         assert await DeadLetterQueue(store).count(" parking") == 1
+
+
+async def test_an_elastic_groups_partitions_are_folded_into_one_subscription(dsn: str) -> None:
+    """Like a fixed group's: one row on the projections page and one series per metric, at the
+    lowest of its partitions' checkpoints (not one per partition)."""
+    async with await EventStore.create(dsn) as store:
+        await write_notes(store, "note", ["a", "b", "c"])
+        async with store.connection() as conn:
+            await conn.execute(
+                "INSERT INTO eventuali.checkpoints (subscription_id, position) VALUES "
+                "('views#share-0-of-2', 1), ('views#share-1-of-2', 3)"
+            )
+    page, metrics = await answers(
+        create_app(dsn, store_options=POOL),
+        [("GET", "/projections", None), ("GET", "/metrics", None)],
+    )
+    assert page.status_code == 200 and "#share-" not in page.text
+    lags = {
+        sample.labels["subscription"]: sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "eventuali_pg_subscription_lag_events"
+    }
+    assert lags == {"views": 2}
