@@ -33,6 +33,8 @@ CHART_BUCKETS = 20
 CHART_BUCKET_SECONDS = 30
 
 _PARTITION = re.compile(r"^(?P<subscription>.+)#partition-(?P<p>\d+)-of-(?P<n>\d+)$")
+#: An elastic group's partition checkpoint (its members hold no advisory lease to look up).
+_SHARE = re.compile(r"^(?P<subscription>.+)#share-\d+-of-\d+$")
 _VERSION = re.compile(r"^(?P<base>.+)@v(?P<version>\d+)$")
 
 
@@ -108,7 +110,8 @@ class SubscriptionView:
 def _split(checkpoint_id: str) -> tuple[str, int | None]:
     match = _PARTITION.match(checkpoint_id)
     if match is None:
-        return checkpoint_id, None
+        share = _SHARE.match(checkpoint_id)
+        return (share["subscription"] if share else checkpoint_id), None
     return match["subscription"], int(match["n"])
 
 
