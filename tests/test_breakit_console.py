@@ -86,9 +86,9 @@ async def test_subscription_ids_postgresql_cannot_store_are_refused(
     dsn: str, subscription: str
 ) -> None:
     async with await EventStore.create(dsn) as store:
-        with pytest.raises(InvalidInputError, match="NUL character or a lone surrogate"):
+        with pytest.raises(InvalidInputError, match=r"NUL character|lone surrogate"):
             await DeadLetterQueue(store).list(subscription)
-        with pytest.raises(InvalidInputError, match="NUL character or a lone surrogate"):
+        with pytest.raises(InvalidInputError, match=r"NUL character|lone surrogate"):
             await CheckpointStore(store).get(subscription)
 
 
