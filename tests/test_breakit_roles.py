@@ -11,7 +11,14 @@ import asyncpg
 import pytest
 from helpers.roles import as_role, made_roles
 
-from eventuali_pg import ElasticGroup, Event, EventStore, PermissionDeniedError, ProjectionRunner
+from eventuali_pg import (
+    ConfigurationError,
+    ElasticGroup,
+    Event,
+    EventStore,
+    PermissionDeniedError,
+    ProjectionRunner,
+)
 from eventuali_pg.projections import Projection
 from eventuali_pg.roles import grant_roles
 
@@ -77,3 +84,20 @@ async def test_role_names_that_need_quoting_are_granted(dsn: str) -> None:
             await admin.execute(f"DROP ROLE {quoted[0]}; DROP ROLE {quoted[1]}")
     finally:
         await admin.close()
+
+
+async def test_a_reader_that_is_a_member_of_the_writer_is_refused(dsn: str) -> None:
+    """It would hold every privilege of the writer (it could save): not a reader."""
+    async with made_roles(dsn, grant=False) as roles:
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(f"GRANT {roles.writer} TO {roles.reader}")
+            with pytest.raises(ConfigurationError, match="member of"):
+                await grant_roles(dsn, writer=roles.writer, reader=roles.reader)
+            granted = await admin.fetchval(
+                "SELECT has_table_privilege($1, 'eventuali.events', 'INSERT')", roles.writer
+            )
+            assert not granted  # refused before anything was granted
+            await admin.execute(f"REVOKE {roles.writer} FROM {roles.reader}")
+        finally:
+            await admin.close()
