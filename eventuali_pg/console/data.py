@@ -32,7 +32,9 @@ logger = logging.getLogger("eventuali_pg.console")
 CHART_BUCKETS = 20
 CHART_BUCKET_SECONDS = 30
 
-_PARTITION = re.compile(r"^(?P<subscription>.+)#(?:partition|share)-(?P<p>\d+)-of-(?P<n>\d+)$")
+_PARTITION = re.compile(r"^(?P<subscription>.+)#partition-(?P<p>\d+)-of-(?P<n>\d+)$")
+#: An elastic group's partition checkpoint (its members hold no advisory lease to look up).
+_SHARE = re.compile(r"^(?P<subscription>.+)#share-\d+-of-\d+$")
 _VERSION = re.compile(r"^(?P<base>.+)@v(?P<version>\d+)$")
 
 
@@ -112,7 +114,8 @@ class SubscriptionView:
 def _split(checkpoint_id: str) -> tuple[str, int | None]:
     match = _PARTITION.match(checkpoint_id)
     if match is None:
-        return checkpoint_id, None
+        share = _SHARE.match(checkpoint_id)
+        return (share["subscription"] if share else checkpoint_id), None
     return match["subscription"], int(match["n"])
 
 
@@ -178,6 +181,7 @@ async def subscriptions(
     for group in report.get("consumer_groups") or []:
         view = views.get(group["subscription_id"])
         if view is not None:
+            view.partitions = group["partitions"]
             view.elastic_members = list(group["members"])
             view.unowned = list(group["unowned"])
     dead = (report["dead_letters"] or {}).get("by_subscription", {})
@@ -193,7 +197,8 @@ async def _find_holders(store: EventStore, views: list[SubscriptionView]) -> Non
     schema = store.schema
     wanted: dict[str, tuple[SubscriptionView, int, int] | SubscriptionView] = {}
     for view in views:
-        if view.partitions is None:
+        if view.partitions is None or view.elastic_members:
+            # Elastic members hold lease rows, not advisory locks: nothing to look up for them.
             wanted[lease_name(schema, view.subscription_id)] = view
             continue
         for size in range(1, view.partitions + 1):

@@ -40,9 +40,14 @@ def letter_routes() -> list[Route]:
 
 
 def _letter_key(values: dict[str, str]) -> tuple[str, int]:
-    subscription = values.get("subscription", "").strip()
+    subscription = values.get("subscription", "")  # exact: " s" is not "s"
     text = values.get("position", "").strip()
-    if not subscription or not text.isdigit() or int(text) < 1 or int(text) > 2**63 - 1:
+    # isdigit() alone is True for '²', which int() refuses.
+    if (
+        not subscription
+        or not (text.isascii() and text.isdigit())
+        or not 1 <= int(text) <= 2**63 - 1
+    ):
         raise HTTPException(400, "give subscription=ID and position=N (a global position >= 1)")
     return subscription, int(text)
 
@@ -50,7 +55,7 @@ def _letter_key(values: dict[str, str]) -> tuple[str, int]:
 async def listing(request: Request) -> Response:
     """Parked events, newest subscription first, at most 200."""
     console = get_console(request)
-    subscription = request.query_params.get("subscription", "").strip() or None
+    subscription = request.query_params.get("subscription") or None
     try:
         letters = await DeadLetterQueue(console.store).list(subscription, limit=201)
     except InvalidInputError as exc:

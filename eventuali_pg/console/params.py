@@ -29,9 +29,9 @@ def int_param(
 
 
 def text_param(request: Request, name: str) -> str | None:
-    """Query parameter ``name`` stripped, None when absent or empty."""
-    value = request.query_params.get(name, "").strip()
-    return value or None
+    """Query parameter ``name`` as given (ids are exact: ``" x"`` is not ``"x"``), None when
+    absent or empty."""
+    return request.query_params.get(name) or None
 
 
 async def form(request: Request) -> dict[str, str]:

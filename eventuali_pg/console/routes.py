@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..errors import InvalidInputError
 from ..records import event_to_record
+from ..store.validation import MAX_VERSION
 from ..web.sse import event_stream
 from . import data
 from .app import get_console
@@ -133,8 +137,8 @@ async def events(request: Request) -> Response:
     from_version: int | None = None
     more = False
     if aggregate_id is not None:
-        from_version = int_param(request, "from_version", 0)
-        found = await store.load_events(aggregate_id, from_version)
+        from_version = int_param(request, "from_version", 0, 0, MAX_VERSION)
+        found = await _refused_as_400(store.load_events(aggregate_id, from_version))
         if aggregate_type is not None:
             found = [e for e in found if e.aggregate_type == aggregate_type]
         if event_type is not None:
@@ -142,8 +146,10 @@ async def events(request: Request) -> Response:
         listed, more = found[:limit], len(found) > limit
     else:
         after = int_param(request, "after", 0 if filtered else max(0, head - limit))
-        found = await store.load_events_from_position(
-            after, limit + 1, aggregate_types=aggregate_type, event_types=event_type
+        found = await _refused_as_400(
+            store.load_events_from_position(
+                after, limit + 1, aggregate_types=aggregate_type, event_types=event_type
+            )
         )
         listed, more = found[:limit], len(found) > limit
     return console.render(
@@ -160,6 +166,15 @@ async def events(request: Request) -> Response:
         event_type=event_type,
         previous_after=max(0, (after or 0) - limit) if after and not filtered else None,
     )
+
+
+async def _refused_as_400(read: Awaitable[list[Event]]) -> list[Event]:
+    """The events ``read`` returns; a 400 naming the problem when the store refuses the
+    request's values (a NUL character, an id over the length limit)."""
+    try:
+        return await read
+    except InvalidInputError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 # -- live tail ---------------------------------------------------------------------------------

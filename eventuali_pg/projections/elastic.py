@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
+from .checkpoints import check_subscription_id
 from .groups import DEFAULT_PARTITIONS, MAX_PARTITIONS
 
 #: Seconds a member's lease lasts without a heartbeat (a killed member's partitions are free
@@ -79,8 +80,7 @@ class ElasticGroup:
             raise InvalidInputError(
                 f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}"
             )
-        if not isinstance(self.member_id, str) or not self.member_id:
-            raise InvalidInputError(f"member_id must be a non-empty string, got {self.member_id!r}")
+        check_subscription_id(self.member_id, what="member_id")
         lease = _seconds(self.lease_seconds, "lease_seconds")
         heartbeat = _seconds(self.heartbeat_seconds, "heartbeat_seconds")
         if lease < 2 * heartbeat:

@@ -56,6 +56,8 @@ Mode = Literal["exactly_once", "at_least_once"]
 
 #: The tables a runner writes (it checks it may before it starts).
 RUNNER_TABLES = ("checkpoints", "dead_letters", "projection_versions")
+#: And the ones a member of an elastic group writes besides.
+ELASTIC_TABLES = ("group_members", "group_partitions")
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,7 @@ class ProjectionRunner(ElasticSessions, StreamSessions):
             await require_writer(
                 conn,
                 self._store.schema,
-                RUNNER_TABLES,
+                RUNNER_TABLES + (ELASTIC_TABLES if self._membership is not None else ()),
                 dsn=self._store.dsn,
                 action=f"running projection {self._checkpoint_id!r}",
             )

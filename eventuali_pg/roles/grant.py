@@ -180,6 +180,17 @@ async def _check(connection: Connection, schema: str, roles: list[tuple[RoleKind
                 f"{kind}. Keep the owner for migrations and create separate roles for the "
                 "writer and the reader"
             )
+    named = dict(roles)
+    if "writer" in named and "reader" in named and await connection.fetchval(
+        "SELECT pg_has_role($1, $2, 'MEMBER')", named["reader"], named["writer"]
+    ):
+        raise ConfigurationError(
+            f"role {named['reader']!r} is a member of the writer role "
+            f"{named['writer']!r}: it would hold the writer's privileges (it could save), "
+            f"so it cannot be the reader. Revoke the membership (REVOKE "
+            f"{quote_identifier(named['writer'])} FROM "
+            f"{quote_identifier(named['reader'])}), then grant"
+        )
 
 
 async def _apply(

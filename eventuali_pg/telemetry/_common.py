@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
 from importlib import metadata as _metadata
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 try:
@@ -27,6 +37,53 @@ _propagator = TraceContextTextMapPropagator()
 #: A parent context with no span: the writer's and the projections' spans start new traces
 #: (their tasks inherited whatever context started them) and link to the producers instead.
 _ROOT = otel_context.Context()
+
+logger = logging.getLogger("eventuali_pg.telemetry")
+_warned = False
+
+
+def _tracing_failed(what: str, name: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        logger.warning(
+            "the tracer provider raised while %s span %r (ignored; later failures are logged "
+            "at DEBUG): fix the span processor",
+            what,
+            name,
+            exc_info=True,
+        )
+    else:
+        logger.debug("the tracer provider raised while %s span %r", what, name, exc_info=True)
+
+
+@contextlib.contextmanager
+def current_span(
+    name: str,
+    *,
+    kind: SpanKind,
+    context: otel_context.Context | None = None,
+    links: Sequence[Link] | None = None,
+) -> Iterator[Span]:
+    """``_tracer.start_as_current_span(name, ...)``, except that the SDK raising when the span
+    starts or ends (it passes on what a span processor's ``on_start``/``on_end`` raises) is
+    logged and never reaches the instrumented code: a save that committed must return its
+    position, a projection must go on."""
+    try:
+        span = _tracer.start_span(name, context=context, kind=kind, links=links)
+    except Exception:
+        _tracing_failed("starting", name)
+        span = INVALID_SPAN
+    try:
+        with trace.use_span(span, end_on_exit=False):
+            yield span
+    finally:
+        if span is not INVALID_SPAN:
+            try:
+                span.end()
+            except Exception:
+                _tracing_failed("ending", name)
+
 
 # Attribute keys.
 SYSTEM = "messaging.system"

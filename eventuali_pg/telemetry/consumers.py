@@ -36,8 +36,8 @@ from ._common import (
     _parked,
     _propagator,
     _reconnects,
-    _tracer,
     consumer_attributes,
+    current_span,
     operation_attributes,
 )
 
@@ -68,9 +68,7 @@ def process_span(
 ) -> Iterator[Span]:
     """The span of one projection batch (``process <schema>``): a new trace linking every
     producer whose events are in the batch; the handler runs inside it."""
-    with _tracer.start_as_current_span(
-        f"process {schema}", context=_ROOT, kind=SpanKind.CONSUMER
-    ) as span:
+    with current_span(f"process {schema}", context=_ROOT, kind=SpanKind.CONSUMER) as span:
         if span.is_recording():
             for context in linked_span_contexts(item.event for item in batch):
                 span.add_link(context)
@@ -104,7 +102,7 @@ def park_span(
     """The span of parking ``event`` in the dead-letter table (``park <schema>``, inside the
     batch's span, linked to the event's producer); counts the parked event once written."""
     links = [Link(context) for context in linked_span_contexts([event])]
-    with _tracer.start_as_current_span(f"park {schema}", kind=SpanKind.CLIENT, links=links) as span:
+    with current_span(f"park {schema}", kind=SpanKind.CLIENT, links=links) as span:
         if span.is_recording():
             span.set_attributes(
                 {
@@ -133,7 +131,7 @@ def park_span(
 def catch_up_span(schema: str, consumer: str, after: int, target: int) -> Iterator[Span]:
     """The span of one catch-up page read from the table (``catch_up <schema>``); the caller
     sets the number of events read with :func:`describe_read`."""
-    with _tracer.start_as_current_span(f"catch_up {schema}", kind=SpanKind.CLIENT) as span:
+    with current_span(f"catch_up {schema}", kind=SpanKind.CLIENT) as span:
         if span.is_recording():
             span.set_attributes(
                 {

@@ -35,7 +35,7 @@ from ._common import (
     _append_duration,
     _propagator,
     _sent,
-    _tracer,
+    current_span,
     operation_attributes,
     tracing,
 )
@@ -56,7 +56,7 @@ def save_span(schema: str, *, transactional: bool = False) -> Iterator[Span]:
         _append_duration.record(time.perf_counter() - start, _append_attributes(schema))
         return
     error: BaseException | None = None
-    with _tracer.start_as_current_span(f"append {schema}", kind=SpanKind.PRODUCER) as span:
+    with current_span(f"append {schema}", kind=SpanKind.PRODUCER) as span:
         if span.is_recording():
             span.set_attributes(
                 {
@@ -138,12 +138,7 @@ def group_span(schema: str, units: Sequence[SaveUnit]) -> Iterator[None]:
     if not tracing():
         yield
         return
-    with _tracer.start_as_current_span(
-        f"commit {schema}",
-        context=_ROOT,
-        kind=SpanKind.CLIENT,
-        record_exception=True,
-    ) as span:
+    with current_span(f"commit {schema}", context=_ROOT, kind=SpanKind.CLIENT) as span:
         recording = span.is_recording()
         if recording:
             for unit in units:
