@@ -69,8 +69,13 @@ class PgBouncer:
         command = [str(self.binary), str(self.base / "pgbouncer.ini")]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
+        # A session of its own: stop() signals the whole group, since runuser does not pass
+        # the signal on to pgbouncer (which then outlived every test run).
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -88,13 +93,30 @@ class PgBouncer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Stop PgBouncer (SIGINT, then kill) and delete its folder."""
+        """Stop PgBouncer and runuser (SIGTERM to their process group, then SIGKILL) and
+        delete its folder."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _group_alive(group: int) -> bool:
+    """True while a process of process group ``group`` is still running."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
