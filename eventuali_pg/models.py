@@ -12,6 +12,7 @@ Aggregates rebuild their state by applying events to ``apply_<snake_case_event_t
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -502,15 +503,17 @@ def upstream_snake_case(name: str) -> str:
     )
 
 
-def handler_names(event_type: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def handler_names(event_type: str) -> tuple[str, ...]:
     """Method names an aggregate may define for ``event_type``, in the order they are tried:
     ``apply_<snake_case>`` (``HTTPRequestSent`` -> ``apply_http_request_sent``), then upstream
-    eventuali's spelling (``apply_h_t_t_p_request_sent``) when it differs."""
-    names = [f"apply_{snake_case(event_type)}"]
+    eventuali's spelling (``apply_h_t_t_p_request_sent``) when it differs. Cached: every
+    ``apply`` and every replayed event asks."""
+    first = f"apply_{snake_case(event_type)}"
     upstream = f"apply_{upstream_snake_case(event_type)}"
-    if upstream not in names and upstream.isidentifier():
-        names.append(upstream)
-    return names
+    if upstream != first and upstream.isidentifier():
+        return (first, upstream)
+    return (first,)
 
 
 _BASE_GET_EVENT_TYPE = Event.get_event_type.__func__  # type: ignore[attr-defined]
