@@ -17,26 +17,23 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from .. import telemetry
 from .._db import Connection, Connector, Pool, database_errors
-from .._dsn import resolve_dsn
 from ..codec import require_decoded
 from ..compat.store import UpstreamStoreMethods
 from ..errors import (
     AggregateTypeMismatchError,
-    ConfigurationError,
     StoreClosedError,
     SubjectForgottenError,
 )
 from ..models import Aggregate, Event, aggregate_type_of
-from ..upcasting import check_upcasters
 from .appender import AppendResult, SaveUnit
 from .forget import forget, new_subject_key
 from .group_appends import GroupAppender
 from .inline import InlineHandler, InlineProjection
 from .keys import KeyRing
+from .opening import checked_inline_projections, open_pool
 from .options import DEFAULT_MAX_PAYLOAD_BYTES, StoreOptions
 from .reader import EventReader
 from .replica_reads import ReplicaReads, ReplicaStats
-from .revision import is_current
 from .snapshots import SnapshotWriter, load_from_snapshot
 from .sql import StoreSql, store_sql
 from .transaction import TransactionScope, save_in_caller_transaction
@@ -145,36 +142,11 @@ class EventStore(UpstreamStoreMethods):
         ``max_batch_events`` events; ``max_batch_wait`` seconds (default 0: never wait) lets a
         save wait for company.
         """
-        if "connection_string" in options and dsn is None:  # upstream eventuali's keyword
-            dsn = options.pop("connection_string")
-        settings = StoreOptions.from_keywords(**options)
-        if isinstance(inline_projections, (str, bytes)) or not isinstance(
-            inline_projections, Iterable
-        ):
-            raise ConfigurationError(
-                "inline_projections must be an iterable of TransactionalProjection objects "
-                f"(or empty), got {inline_projections!r}"
-            )
-        inline_projections = list(inline_projections)
-        check_upcasters()  # incomplete chains fail here, not deep inside a subscriber
-        connector = Connector(
-            resolve_dsn(dsn),
-            connect_timeout=float(settings.connect_timeout),
-            statement_cache_size=settings.statement_cache_size,
-            listen_dsn=settings.listen_dsn,
-        )
-        pool = await connector.pool(
-            min_size=settings.pool_min_size, max_size=settings.pool_max_size
-        )
-        try:
-            with database_errors(connector.dsn):
-                await _check_schema(pool, settings.schema)
-        except BaseException:
-            await pool.close()
-            raise
+        inline = checked_inline_projections(inline_projections)
+        connector, pool, settings = await open_pool(dsn, options)
         store = cls(connector, pool, settings)
         try:
-            for projection in inline_projections:
+            for projection in inline:
                 store.add_inline_projection(projection)
         except BaseException:
             await store.close()
@@ -632,17 +604,3 @@ class EventStore(UpstreamStoreMethods):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-async def _check_schema(pool: Pool, schema: str) -> None:
-    async with pool.acquire() as conn:
-        if await is_current(conn, schema):
-            return  # alembic is imported only when there is something to explain
-    from ..migration import check_schema_revision
-
-    command = (
-        f"run `eventuali-pg migrate --schema {schema}` (or `await eventuali_pg.migrate(dsn, "
-        f"schema={schema!r})`, or `alembic upgrade head` in the eventuali-pg checkout)"
-    )
-    async with pool.acquire() as conn:
-        await check_schema_revision(conn, schema, command=command)
