@@ -38,6 +38,8 @@ async def saved(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         "TRUNCATE eventuali.events CASCADE",
         "UPDATE eventuali.global_sequence SET position = 1",
         "UPDATE eventuali.global_sequence SET position = position - 1",
+        "UPDATE eventuali.global_sequence SET id = 2, position = position + 1",
+        "UPDATE eventuali.global_sequence SET position = NULL",
         "DELETE FROM eventuali.global_sequence",
         "TRUNCATE eventuali.global_sequence",
     ],
@@ -54,6 +56,17 @@ async def test_a_plain_connection_cannot_rewrite_history(
 async def test_the_sequence_moves_forward(saved: asyncpg.Connection) -> None:
     await saved.execute("UPDATE eventuali.global_sequence SET position = position + 5")
     assert await saved.fetchval("SELECT position FROM eventuali.global_sequence") == 7
+
+
+async def test_the_owner_can_move_the_sequence_back_in_a_maintenance_step(
+    saved: asyncpg.Connection,
+) -> None:
+    # Forward moves never call the guard function (the trigger's WHEN condition); a move back
+    # does, and the function lets the owner's declared maintenance step through.
+    async with saved.transaction():
+        await saved.execute("SET LOCAL eventuali_pg.maintenance = 'on'")
+        await saved.execute("UPDATE eventuali.global_sequence SET position = 1")
+    assert await saved.fetchval("SELECT position FROM eventuali.global_sequence") == 1
 
 
 async def test_another_role_cannot_lift_the_guard(saved: asyncpg.Connection) -> None:

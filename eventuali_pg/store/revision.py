@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Alembic revision that this version of the library expects the database to be at.
-SCHEMA_REVISION = "0010_partitioned_events"
+SCHEMA_REVISION = "0011_sequence_trigger_guard"
 
 #: Alembic branch label of the eventuali-pg migrations, for use inside an application's own
 #: alembic setup (``alembic upgrade eventuali_pg@head``).
