@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .. import telemetry
 from .._db import Connection, Connector, Pool, close_or_terminate, database_errors
+from . import statistics
 from .appender import AppendResult, SaveUnit, append, append_with_inline
 from .inline import InlineProjection
 from .sql import StoreSql
@@ -44,7 +45,13 @@ class GroupAppender:
         dsn = self._connector.dsn
         with telemetry.group_span(self._sql.schema, units), database_errors(dsn, writing=True):
             async with self._pool.acquire() as connection:
-                return await self._append_on(connection, units, wait=False)
+                result = await self._append_on(connection, units, wait=False)
+                if result.head is not None:
+                    # At most the group's event count below the head this group started from.
+                    written = sum(len(unit.batch) for unit in units)
+                    if statistics.crossed(result.head - written, result.head):
+                        await statistics.refresh(connection, self._sql)
+                return result
 
     async def run_waiting(self, unit: SaveUnit) -> AppendResult:
         """Append one save that waits for the stream locks an open transaction holds."""

@@ -183,6 +183,11 @@ class StoreSql:
             "ORDER BY aggregate_version"
         )
 
+    @property
+    def analyze_streams(self) -> str:
+        """Refresh the planner's statistics of ``streams`` (see :mod:`.statistics`)."""
+        return f"ANALYZE {self.schema}.streams"
+
     #: The fraction of the server's NOTIFY queue in use (0 to 1).
     notification_queue_usage = "SELECT pg_notification_queue_usage()"
 
