@@ -272,6 +272,62 @@ class EventStreamReceiver:
                 "store was closed); subscribe again to receive more events"
             ) from None
 
+    async def next_batch(self, limit: int) -> list[StreamEvent]:
+        """The next event and those that follow it without waiting, at most ``limit``, in
+        order: what ``limit`` calls of ``anext`` would return when no call had to wait (the
+        rest of a catch-up page, then the live buffer). Waits for the first one like ``anext``
+        does; returns an empty list once the receiver has ended (where ``async for`` stops).
+        Raises :class:`SubscriptionLagged` and :class:`ReceiverBusyError` as ``anext`` does,
+        and :class:`InvalidInputError` unless ``limit`` is an integer >= 1.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(f"limit must be an integer >= 1, got {limit!r}")
+        batch: list[StreamEvent] = []
+        if not self._consuming:
+            self._take(batch, limit)
+        if not batch:
+            try:
+                batch.append(await self._next())
+            except _Ended:
+                return batch
+            # No await from here on: nothing is offered meanwhile, and a cancellation cannot
+            # separate the events taken from the ones returned.
+            self._take(batch, limit)
+        return batch
+
+    def _take(self, batch: list[StreamEvent], limit: int) -> None:
+        """Move the events available without a read into ``batch`` (up to ``limit`` in it),
+        with the bookkeeping of delivering them one by one."""
+        page = self._page
+        buffer = self._buffer
+        delivered = 0
+        last = self._last
+        while len(batch) < limit:
+            state = self._state
+            if state is _ENDED:
+                break
+            if page:
+                # A page holds the positions after the last delivered one, in order.
+                for _ in range(min(limit - len(batch), len(page))):
+                    batch.append(page.popleft())
+                    delivered += 1
+                last = batch[-1].global_position
+                continue
+            if state is _CATCHING_UP or not buffer:
+                break  # the next events need a read, a rejoin, or a publish
+            item = buffer.popleft()
+            if item.global_position > last:
+                batch.append(item)
+                delivered += 1
+                last = item.global_position
+        if delivered:
+            self._last = last
+            if last > self._covered:
+                self._covered = last
+            self._delivered += delivered
+
     async def _next(self) -> StreamEvent:
         if self._consuming:
             raise ReceiverBusyError(
