@@ -115,6 +115,8 @@ class EventStreamReceiver:
         self._buffer: deque[StreamEvent] = deque()
         self._page: deque[StreamEvent] = deque()
         self._wakeup = asyncio.Event()
+        # True while the consumer waits on _wakeup: an offer sets it only then.
+        self._waiting = False
         self._last = start_after
         self._covered = start_after
         # Offers at or below this position are already covered by the table (catch-up).
@@ -173,12 +175,12 @@ class EventStreamReceiver:
     @property
     def lag(self) -> int:
         """Events between its streamer's head and the position it has covered."""
-        return max(0, self._streamer._head - self._covered)
+        return max(0, self._streamer._head - self.covered_position)
 
     @property
     def covered_position(self) -> int:
         """Every event of the stream up to this position has been delivered or filtered out."""
-        return self._covered
+        return max(self._covered, self._last)
 
     # -- called by the streamer (synchronously, never blocking) --------------------------------
 
@@ -209,7 +211,8 @@ class EventStreamReceiver:
             buffer = self._buffer
             if len(buffer) < self._capacity:
                 buffer.append(item)
-                self._wakeup.set()
+                if self._waiting:
+                    self._wakeup.set()
                 return
             if state is _CATCHING_UP:
                 # Buffered events follow a target not reached yet; the next catch-up reads them.
@@ -235,23 +238,22 @@ class EventStreamReceiver:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        buffer = self._buffer
+        if buffer and self._state is _LIVE and not self._page and not self._consuming:
+            # Fast path: the next event is already buffered and nothing comes before it
+            # (``covered_position`` follows ``_last``).
+            item = buffer.popleft()
+            position = item.global_position
+            if position > self._last:
+                self._last = position
+                self._delivered += 1
+                return item
         if self._consuming:
             return await self._next()  # raises ReceiverBusyError
         page = self._page
         if page and self._state is not _ENDED:
             # Fast path of a catch-up: the page read from the table comes first.
             return self._deliver(page.popleft())
-        buffer = self._buffer
-        if buffer and self._state is _LIVE and not page:
-            # Fast path: the next event is already buffered and nothing comes before it.
-            item = buffer.popleft()
-            position = item.global_position
-            if position > self._last:
-                self._last = position
-                if position > self._covered:
-                    self._covered = position
-                self._delivered += 1
-                return item
         try:
             return await self._next()
         except _Ended:
@@ -355,7 +357,11 @@ class EventStreamReceiver:
                     self._rejoin()
                     continue
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                self._waiting = True
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    self._waiting = False
         finally:
             self._consuming = False
 
@@ -461,7 +467,7 @@ class EventStreamReceiver:
             subscription_id=self.subscription_id,
             delivered=self._delivered,
             last_position=self._last,
-            lag=max(0, self._streamer._head - self._covered),
+            lag=self.lag,
             buffer_depth=len(self._buffer) + len(self._page),
             capacity=self._capacity,
             catch_ups=self._catch_ups,
