@@ -61,7 +61,6 @@ class StreamSessions(EventHandling):
     _filtered: bool
     _reader_waiting: bool
 
-
     async def _supervise(self, streamer: EventStreamer) -> None:
         backoff = Backoff(initial=0.1, maximum=5.0)
         while not self._stopping and not self._store.closed:
@@ -138,7 +137,9 @@ class StreamSessions(EventHandling):
         subscription._telemetry_name = self._subscription_id
         receiver = await streamer.subscribe(subscription)
         logger.info("projection %r resumes after position %d", self._checkpoint_id, start)
-        queue: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=self._batch_size)
+        # Lists of events, each at most a batch: the reader takes what the receiver holds in
+        # one call, and one list waits here while the processor handles the batch before it.
+        queue: asyncio.Queue[list[StreamEvent]] = asyncio.Queue(maxsize=1)
         try:
             parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
                 ("reader", self._read(receiver, queue)),
@@ -151,49 +152,53 @@ class StreamSessions(EventHandling):
             await receiver.close()
 
     async def _read(
-        self, receiver: EventStreamReceiver, queue: asyncio.Queue[StreamEvent]
+        self, receiver: EventStreamReceiver, queue: asyncio.Queue[list[StreamEvent]]
     ) -> None:
+        limit = self._batch_size
         while True:
             self._reader_waiting = True
             try:
-                item = await anext(receiver)
-            except StopAsyncIteration:
-                return
+                items = await receiver.next_batch(limit)
             finally:
                 self._reader_waiting = False
-            await queue.put(item)
+            if not items:
+                return  # the receiver has ended
+            await queue.put(items)
 
     async def _process(
         self,
-        queue: asyncio.Queue[StreamEvent],
+        queue: asyncio.Queue[list[StreamEvent]],
         receiver: EventStreamReceiver,
         streamer: EventStreamer,
     ) -> None:
+        limit = self._batch_size
+        # Events taken from the queue beyond a full batch: the start of the next one.
+        carried: list[StreamEvent] = []
         while True:
             if self._stopping:
                 return
-            try:
-                async with asyncio.timeout(self._idle_timeout()):
-                    first = await queue.get()
-            except TimeoutError:
-                first = None
+            batch, carried = carried, []
+            if not batch:
+                try:
+                    async with asyncio.timeout(self._idle_timeout()):
+                        batch = await queue.get()
+                except TimeoutError:
+                    pass
             if self._stopping:
                 return
             self._idle.clear()
             try:
-                if first is None:
-                    await self._skip_filtered(queue, receiver, streamer)
+                if not batch:
+                    await self._skip_filtered(queue, receiver, streamer, carried)
                     if self._checkpoint_due():
                         await self._flush()
                     continue
-                batch = [first]
-                while len(batch) < self._batch_size:
-                    try:
-                        batch.append(queue.get_nowait())
-                    except asyncio.QueueEmpty:
-                        break
+                while len(batch) < limit and not queue.empty():
+                    batch.extend(queue.get_nowait())
+                if len(batch) > limit:
+                    batch, carried = batch[:limit], batch[limit:]
                 await self._handle(batch)
-                await self._skip_filtered(queue, receiver, streamer)
+                await self._skip_filtered(queue, receiver, streamer, carried)
             finally:
                 self._idle.set()
 
@@ -215,9 +220,10 @@ class StreamSessions(EventHandling):
 
     async def _skip_filtered(
         self,
-        queue: asyncio.Queue[StreamEvent],
+        queue: asyncio.Queue[list[StreamEvent]],
         receiver: EventStreamReceiver,
         streamer: EventStreamer,
+        carried: list[StreamEvent],
     ) -> None:
         """Count the events the filters skipped as processed, up to where the receiver has
         examined the stream; the checkpoint follows at the next write (a batch's transaction,
@@ -225,7 +231,7 @@ class StreamSessions(EventHandling):
         if not self._filtered:
             return
         head = await streamer.get_global_position()
-        if not self._reader_waiting or not queue.empty():
+        if not self._reader_waiting or not queue.empty() or carried:
             return  # an event the receiver delivered is not handled yet
         stats = receiver.stats()
         # Live with nothing buffered: every event up to the head was offered to the receiver,

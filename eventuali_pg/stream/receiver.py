@@ -115,6 +115,8 @@ class EventStreamReceiver:
         self._buffer: deque[StreamEvent] = deque()
         self._page: deque[StreamEvent] = deque()
         self._wakeup = asyncio.Event()
+        # True while the consumer waits on _wakeup: an offer sets it only then.
+        self._waiting = False
         self._last = start_after
         self._covered = start_after
         # Offers at or below this position are already covered by the table (catch-up).
@@ -173,12 +175,12 @@ class EventStreamReceiver:
     @property
     def lag(self) -> int:
         """Events between its streamer's head and the position it has covered."""
-        return max(0, self._streamer._head - self._covered)
+        return max(0, self._streamer._head - self.covered_position)
 
     @property
     def covered_position(self) -> int:
         """Every event of the stream up to this position has been delivered or filtered out."""
-        return self._covered
+        return max(self._covered, self._last)
 
     # -- called by the streamer (synchronously, never blocking) --------------------------------
 
@@ -209,7 +211,8 @@ class EventStreamReceiver:
             buffer = self._buffer
             if len(buffer) < self._capacity:
                 buffer.append(item)
-                self._wakeup.set()
+                if self._waiting:
+                    self._wakeup.set()
                 return
             if state is _CATCHING_UP:
                 # Buffered events follow a target not reached yet; the next catch-up reads them.
@@ -235,23 +238,22 @@ class EventStreamReceiver:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        buffer = self._buffer
+        if buffer and self._state is _LIVE and not self._page and not self._consuming:
+            # Fast path: the next event is already buffered and nothing comes before it
+            # (``covered_position`` follows ``_last``).
+            item = buffer.popleft()
+            position = item.global_position
+            if position > self._last:
+                self._last = position
+                self._delivered += 1
+                return item
         if self._consuming:
             return await self._next()  # raises ReceiverBusyError
         page = self._page
         if page and self._state is not _ENDED:
             # Fast path of a catch-up: the page read from the table comes first.
             return self._deliver(page.popleft())
-        buffer = self._buffer
-        if buffer and self._state is _LIVE and not page:
-            # Fast path: the next event is already buffered and nothing comes before it.
-            item = buffer.popleft()
-            position = item.global_position
-            if position > self._last:
-                self._last = position
-                if position > self._covered:
-                    self._covered = position
-                self._delivered += 1
-                return item
         try:
             return await self._next()
         except _Ended:
@@ -271,6 +273,62 @@ class EventStreamReceiver:
                 f"subscription {self.subscription_id!r} has ended (unsubscribed, closed, or its "
                 "store was closed); subscribe again to receive more events"
             ) from None
+
+    async def next_batch(self, limit: int) -> list[StreamEvent]:
+        """The next event and those that follow it without waiting, at most ``limit``, in
+        order: what ``limit`` calls of ``anext`` would return when no call had to wait (the
+        rest of a catch-up page, then the live buffer). Waits for the first one like ``anext``
+        does; returns an empty list once the receiver has ended (where ``async for`` stops).
+        Raises :class:`SubscriptionLagged` and :class:`ReceiverBusyError` as ``anext`` does,
+        and :class:`InvalidInputError` unless ``limit`` is an integer >= 1.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(f"limit must be an integer >= 1, got {limit!r}")
+        batch: list[StreamEvent] = []
+        if not self._consuming:
+            self._take(batch, limit)
+        if not batch:
+            try:
+                batch.append(await self._next())
+            except _Ended:
+                return batch
+            # No await from here on: nothing is offered meanwhile, and a cancellation cannot
+            # separate the events taken from the ones returned.
+            self._take(batch, limit)
+        return batch
+
+    def _take(self, batch: list[StreamEvent], limit: int) -> None:
+        """Move the events available without a read into ``batch`` (up to ``limit`` in it),
+        with the bookkeeping of delivering them one by one."""
+        page = self._page
+        buffer = self._buffer
+        delivered = 0
+        last = self._last
+        while len(batch) < limit:
+            state = self._state
+            if state is _ENDED:
+                break
+            if page:
+                # A page holds the positions after the last delivered one, in order.
+                for _ in range(min(limit - len(batch), len(page))):
+                    batch.append(page.popleft())
+                    delivered += 1
+                last = batch[-1].global_position
+                continue
+            if state is _CATCHING_UP or not buffer:
+                break  # the next events need a read, a rejoin, or a publish
+            item = buffer.popleft()
+            if item.global_position > last:
+                batch.append(item)
+                delivered += 1
+                last = item.global_position
+        if delivered:
+            self._last = last
+            if last > self._covered:
+                self._covered = last
+            self._delivered += delivered
 
     async def _next(self) -> StreamEvent:
         if self._consuming:
@@ -299,7 +357,11 @@ class EventStreamReceiver:
                     self._rejoin()
                     continue
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                self._waiting = True
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    self._waiting = False
         finally:
             self._consuming = False
 
@@ -405,7 +467,7 @@ class EventStreamReceiver:
             subscription_id=self.subscription_id,
             delivered=self._delivered,
             last_position=self._last,
-            lag=max(0, self._streamer._head - self._covered),
+            lag=self.lag,
             buffer_depth=len(self._buffer) + len(self._page),
             capacity=self._capacity,
             catch_ups=self._catch_ups,
