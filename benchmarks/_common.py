@@ -97,7 +97,14 @@ class Settings:
     fanout_events: dict[int, int]
 
     @classmethod
-    def make(cls, *, quick: bool, replay_events: int | None, memory_events: int | None) -> Settings:
+    def make(
+        cls,
+        *,
+        quick: bool,
+        replay_events: int | None,
+        memory_events: int | None,
+        latency_rate: float | None = None,
+    ) -> Settings:
         if quick:
             return cls(
                 quick=True,
@@ -109,7 +116,7 @@ class Settings:
                 concurrent_saves_per_task=4,
                 pool_max_size=64,
                 latency_seconds=2.0,
-                latency_rate=500.0,
+                latency_rate=latency_rate or 500.0,
                 delivery_events=10_000,
                 delivery_batch=1000,
                 replay_events=replay_events or 20_000,
@@ -127,7 +134,7 @@ class Settings:
             concurrent_saves_per_task=40,
             pool_max_size=64,
             latency_seconds=10.0,
-            latency_rate=500.0,
+            latency_rate=latency_rate or 500.0,
             delivery_events=100_000,
             delivery_batch=1000,
             replay_events=replay_events or 1_000_000,

@@ -1,7 +1,8 @@
 """Run the eventuali-pg benchmark suite and print one table.
 
     python benchmarks/run.py [--dsn DSN] [--runs N] [--quick] [--only NAME ...]
-                             [--replay-events N] [--memory-events N] [--profile DIR]
+                             [--replay-events N] [--memory-events N] [--latency-rate R]
+                             [--profile DIR]
 
 Without ``--dsn`` the embedded server (``eventuali_pg.embedded.start()``) is used. Each run
 creates its own database ``bench_<hex>`` on the server, migrates it, runs every selected
@@ -145,6 +146,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--replay-events", type=int, help="catch-up replay size (default 1M)")
     parser.add_argument("--memory-events", type=int, help="stalled-subscriber run (default 1M)")
     parser.add_argument(
+        "--latency-rate",
+        type=float,
+        help="events/s of the latency workload (default 500; lower where the server cannot "
+        "sustain 500 one-event saves a second: the issue's 'or the highest rate it sustains')",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -208,7 +215,10 @@ async def main(argv: list[str]) -> int:
         server_dsn = await asyncio.to_thread(embedded.start)
         server = "embedded server (eventuali_pg.embedded.start())"
     settings = Settings.make(
-        quick=args.quick, replay_events=args.replay_events, memory_events=args.memory_events
+        quick=args.quick,
+        replay_events=args.replay_events,
+        memory_events=args.memory_events,
+        latency_rate=args.latency_rate,
     )
     selected = [name for name in WORKLOADS if not args.only or name in args.only]
     profiles = {name: cProfile.Profile() for name in selected} if args.profile else {}
