@@ -6,8 +6,10 @@ BEFORE and AFTER are files holding ``run.py`` output (or markdown with such tabl
 BENCHMARKS.md: ``--table I J`` picks the I-th table of BEFORE and the J-th of AFTER, counting from
 1; default the last of each). Rows are matched on figure and reference; for each row both have,
 it prints the median ratio before and after and the change, and marks **regressed** a ratio that
-fell by more than the tolerance (10 % by default; for a row whose target is an upper bound, a
-ratio that rose by more). Absolute figures are not compared: on a shared machine they move 3x
+fell by more than the tolerance (10 % by default; for a row whose target is an upper bound or
+whose unit is a time or a size, a ratio that rose by more). Rows are matched by their labels,
+so a figure whose label names its size (the replay of 200,000 or 1,000,000 events) matches only
+a run of the same size. Absolute figures are not compared: on a shared machine they move 3x
 between runs, ratios to a reference measured in the same run do not. Prints a markdown table
 headed by the command; exits 0 whatever it finds (it reports, it does not judge a build).
 """
@@ -25,10 +27,11 @@ HEADER = "| figure | unit | ours (median) |"
 
 @dataclass(frozen=True)
 class Measured:
-    """One table row: its median ratio (None without a reference) and its target text."""
+    """One table row: its median ratio (None without a reference), its target text and unit."""
 
     ratio: float | None
     target: str
+    unit: str
 
 
 def tables(text: str) -> list[dict[tuple[str, str], Measured]]:
@@ -48,13 +51,13 @@ def tables(text: str) -> list[dict[tuple[str, str], Measured]]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) < 9 or set(cells[0]) <= {"-"}:
             continue
-        figure, reference, ratio, target = cells[0], cells[4], cells[6], cells[7]
+        figure, unit, reference, ratio, target = cells[0], cells[1], cells[4], cells[6], cells[7]
         median = ratio.split("x", 1)[0].replace(",", "") if ratio not in ("—", "-") else ""
         try:
             value = float(median) if median else None
         except ValueError:
             value = None
-        current[(figure, reference)] = Measured(value, target)
+        current[(figure, reference)] = Measured(value, target, unit)
     return found
 
 
@@ -73,7 +76,7 @@ def compare(
         if then is None or then.ratio is None or now.ratio is None or then.ratio == 0:
             continue
         change = now.ratio / then.ratio - 1
-        upper_bound = "<=" in now.target
+        upper_bound = "<=" in now.target or now.unit in ("ms", "MiB")  # lower is better
         worse = change > tolerance if upper_bound else change < -tolerance
         mark = "**regressed**" if worse else ""
         figure, reference = key
